@@ -1,0 +1,51 @@
+# The two commands: `make run` (the whole platform) and `make test` (the whole suite).
+# Both create .venv and install what they need; nothing else has to be set up by hand.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format schema bench services-up services-down services-status clean-var
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamps re-run an install only when its requirements change.
+$(VENV)/.base-ml.stamp: requirements/base.txt requirements/ml.txt | $(PY)
+	$(PIP) install -q -r requirements/base.txt -r requirements/ml.txt
+	touch $@
+
+$(VENV)/.dev.stamp: requirements/dev.txt $(VENV)/.base-ml.stamp
+	$(PIP) install -q -r requirements/dev.txt
+	touch $@
+
+run: $(VENV)/.base-ml.stamp
+	$(PY) -m agentplatform.devserver
+
+test: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev.stamp
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Regenerate the committed OpenAPI contract after an intended API change.
+schema: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) manage.py spectacular --file docs/openapi.yaml --validate
+
+services-up: $(VENV)/.base-ml.stamp
+	$(PY) -m agentplatform.embedded up
+
+services-down: $(VENV)/.base-ml.stamp
+	$(PY) -m agentplatform.embedded down
+
+services-status: $(VENV)/.base-ml.stamp
+	$(PY) -m agentplatform.embedded status

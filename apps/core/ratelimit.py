@@ -1,0 +1,146 @@
+"""Rate limits for /api/, atomic in Redis.
+
+The `limits` library's moving window runs as one Lua script in Redis, so concurrent requests
+from many processes can never let more than the limit through (DRF's throttles read, then
+write, and can). Every /api/ request spends from API_RATE_LIMIT; views that set
+`rate_limit_scope = "chat"` also spend from CHAT_RATE_LIMIT.
+
+The identity is the API key (a hash of the presented token, so a bad token cannot drain a
+real key's budget), else the logged-in user, else the client address.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import JsonResponse
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from apps.core.errors import error_body, is_api_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    policy: str
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds when the oldest counted request leaves the window
+    window_seconds: int
+
+    @property
+    def reset_in(self) -> int:
+        return max(0, math.ceil(self.reset_at - time.time()))
+
+
+@functools.lru_cache(maxsize=4)
+def _limiter(storage_url: str) -> MovingWindowRateLimiter:
+    storage = storage_from_string(storage_url, socket_connect_timeout=1, socket_timeout=1)
+    return MovingWindowRateLimiter(storage)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse(spec: str) -> RateLimitItem:
+    return parse(spec)
+
+
+def client_address(request) -> str:
+    if settings.TRUST_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def rate_limit_identity(request) -> str:
+    auth = request.META.get("HTTP_AUTHORIZATION", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return "key:" + hashlib.sha256(auth[7:].strip().encode()).hexdigest()[:32]
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return "ip:" + client_address(request)
+
+
+def rate_limit_hit(*, policy: str, spec: str, identity: str) -> RateLimitResult | None:
+    """Spend one request from `identity`'s budget under `spec` ("100/minute").
+
+    Returns None when Redis cannot be reached: the API stays up (fails open) and the outage
+    shows on /ready and /api/health instead of turning every request into an error.
+    """
+    item = _parse(spec)
+    limiter = _limiter(settings.REDIS_URL)
+    try:
+        allowed = limiter.hit(item, policy, identity)
+        stats = limiter.get_window_stats(item, policy, identity)
+    except Exception as exc:  # noqa: BLE001 - any storage failure means "no verdict", not a 500
+        logger.warning("rate limiter unavailable, letting the request through: %s", exc)
+        return None
+    return RateLimitResult(
+        policy=policy,
+        allowed=allowed,
+        limit=item.amount,
+        remaining=max(0, stats.remaining),
+        reset_at=stats.reset_time,
+        window_seconds=item.get_expiry(),
+    )
+
+
+def apply_headers(response, result: RateLimitResult) -> None:
+    response["X-RateLimit-Limit"] = str(result.limit)
+    response["X-RateLimit-Remaining"] = str(result.remaining)
+    response["X-RateLimit-Reset"] = str(math.ceil(result.reset_at))
+    # IETF draft-ietf-httpapi-ratelimit-headers: structured fields naming the policy.
+    response["RateLimit-Policy"] = f'"{result.policy}";q={result.limit};w={result.window_seconds}'
+    response["RateLimit"] = f'"{result.policy}";r={result.remaining};t={result.reset_in}'
+
+
+def too_many_requests(result: RateLimitResult) -> JsonResponse:
+    retry_after = max(1, result.reset_in)
+    response = JsonResponse(error_body("Too many requests", retryAfter=retry_after), status=429)
+    response["Retry-After"] = str(retry_after)
+    apply_headers(response, result)
+    response["X-RateLimit-Remaining"] = "0"
+    return response
+
+
+class RateLimitMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not settings.RATE_LIMIT_ENABLED or request.method == "OPTIONS" or not is_api_path(request.path):
+            return self.get_response(request)
+        result = rate_limit_hit(policy="api", spec=settings.API_RATE_LIMIT, identity=rate_limit_identity(request))
+        if result is not None and not result.allowed:
+            return too_many_requests(result)
+        request.rate_limit_result = result
+        response = self.get_response(request)
+        shown = getattr(request, "rate_limit_result", None)
+        if shown is not None:
+            apply_headers(response, shown)
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        view_class = getattr(view_func, "cls", None) or getattr(view_func, "view_class", None)
+        if getattr(view_class, "rate_limit_scope", None) != "chat" or not settings.RATE_LIMIT_ENABLED:
+            return None
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None  # reading a chat is not chatting
+        result = rate_limit_hit(policy="chat", spec=settings.CHAT_RATE_LIMIT, identity=rate_limit_identity(request))
+        if result is None:
+            return None
+        if not result.allowed:
+            return too_many_requests(result)
+        request.rate_limit_result = result  # the tighter, more specific budget is the one shown
+        return None

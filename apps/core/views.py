@@ -1,0 +1,37 @@
+"""Unauthenticated operational endpoints: liveness, readiness, status."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from apps.core import health
+
+
+@require_GET
+def health_view(request):
+    """Liveness: the process answers. Touches nothing else, so a database outage never
+    gets a healthy web process restarted."""
+    return JsonResponse({"status": "healthy"})
+
+
+@require_GET
+def ready_view(request):
+    probes = health.readiness()
+    missing = [name for name, probe in probes.items() if not probe.healthy]
+    if missing:
+        return JsonResponse(
+            {
+                "ready": False,
+                "missing": missing,
+                "details": {name: probes[name].as_json() for name in missing},
+            },
+            status=503,
+        )
+    return JsonResponse({"ready": True})
+
+
+@require_GET
+def status_view(request):
+    return JsonResponse({"status": "ok", "version": settings.APP_VERSION, "uptime_seconds": health.uptime_seconds()})

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.tenancy.models import ApiKey, AuditLog, Membership, Role, Scope, Tenant
+
+
+class TenantSettingsSerializer(serializers.Serializer):
+    """The knobs a tenant owner may set. Unknown keys are refused so typos do not pass silently."""
+
+    monthly_budget_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True,
+        help_text="Spending cap per calendar month; null means no cap.",
+    )
+    max_sessions = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    max_agents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    default_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    approval_role = serializers.ChoiceField(
+        choices=[Role.MEMBER, Role.ADMIN, Role.OWNER], required=False,
+        help_text="The lowest role that may approve gated tool calls (admin by default).",
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown setting."] for key in unknown})
+        values = super().to_internal_value(data)
+        if values.get("monthly_budget_usd") is not None:
+            values["monthly_budget_usd"] = str(values["monthly_budget_usd"])
+        return values
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your effective role with these credentials.")
+    scopes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "slug", "name", "status", "settings", "created_at", "role", "scopes"]
+        read_only_fields = fields
+
+    def get_role(self, obj) -> str:
+        return self.context["principal"].role
+
+    def get_scopes(self, obj) -> list[str]:
+        return list(self.context["principal"].scopes)
+
+
+class TenantUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    settings = TenantSettingsSerializer(required=False)
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(source="user.id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+    has_password = serializers.SerializerMethodField(help_text="False until an invited person sets a password.")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user_id", "username", "email", "role", "has_password", "created_at"]
+        read_only_fields = fields
+
+    def get_has_password(self, obj) -> bool:
+        return obj.user.has_usable_password()
+
+
+class MemberCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(required=False, allow_blank=True)
+    username = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+    def validate(self, attrs):
+        if not attrs.get("email") and not attrs.get("username"):
+            raise serializers.ValidationError({"email": ["Give an email or a username."]})
+        return attrs
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    created_at = serializers.DateTimeField(source="created", read_only=True)
+    expires_at = serializers.DateTimeField(source="expiry_date", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id", "name", "prefix", "scopes", "role", "status", "created_at", "created_by",
+            "expires_at", "last_used_at", "revoked_at",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, obj) -> str:
+        if obj.revoked:
+            return "revoked"
+        if obj.has_expired:
+            return "expired"
+        return "active"
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The key itself. Shown only in this response.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=50)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=Scope.choices), required=False, allow_empty=False,
+        help_text="read, write, admin. Default: read and write.",
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+
+    def validate(self, attrs):
+        if attrs.get("expires_at") and attrs.get("expires_in_days"):
+            raise serializers.ValidationError({"expires_at": ["Give expires_at or expires_in_days, not both."]})
+        if attrs.get("expires_in_days"):
+            attrs["expires_at"] = timezone.now() + timedelta(days=attrs.pop("expires_in_days"))
+        return attrs
+
+
+class AuditLogSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label", read_only=True)
+
+    class Meta:
+        model = AuditLog
+        fields = ["id", "action", "actor", "target_type", "target_id", "data", "ip", "request_id", "created_at"]
+        read_only_fields = fields

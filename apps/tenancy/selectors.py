@@ -1,0 +1,49 @@
+"""Reads in tenancy, always scoped to a tenant where the data belongs to one."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from apps.tenancy.models import ApiKey, AuditLog, Membership, Tenant
+
+
+def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
+    """The one lookup that precedes knowing the tenant: it is how the tenant is found."""
+    return ApiKey.objects.select_related("tenant", "created_by").filter(prefix=prefix).first()
+
+
+def membership_for_session(*, user, preferred_tenant_id: str | None) -> Membership | None:
+    memberships = Membership.objects.select_related("tenant").filter(user=user).order_by("created_at")
+    if preferred_tenant_id:
+        chosen = memberships.filter(tenant_id=preferred_tenant_id).first()
+        if chosen is not None:
+            return chosen
+    return memberships.first()
+
+
+def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("created_at")
+
+
+def membership_get(*, tenant: Tenant, membership_id: uuid.UUID) -> Membership | None:
+    return membership_list(tenant=tenant).filter(pk=membership_id).first()
+
+
+def api_key_list(*, tenant: Tenant, include_revoked: bool = True) -> QuerySet[ApiKey]:
+    keys = ApiKey.objects.filter(tenant=tenant).select_related("created_by").order_by("-created")
+    return keys if include_revoked else keys.filter(revoked=False)
+
+
+def api_key_get(*, tenant: Tenant, key_id: uuid.UUID) -> ApiKey | None:
+    return api_key_list(tenant=tenant).filter(pk=key_id).first()
+
+
+def audit_log_list(*, tenant: Tenant, action: str | None = None, since=None) -> QuerySet[AuditLog]:
+    entries = AuditLog.objects.filter(tenant=tenant).order_by("-created_at")
+    if action:
+        entries = entries.filter(action=action)
+    if since is not None:
+        entries = entries.filter(created_at__gte=since)
+    return entries

@@ -1,0 +1,91 @@
+"""Shared fixtures. Tests run against the embedded PostgreSQL (a test database with pgvector)
+and Redis that `make test` starts; Redis is switched to its own database number here so a
+running `make run` keeps its data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from apps.tenancy import services
+from apps.tenancy.models import Role, Scope, Tenant
+from apps.tenancy.principal import Actor
+from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+TEST_REDIS_DB = 15
+
+
+def _with_db(url: str, db: int) -> str:
+    return re.sub(r"(redis://[^/]+)(/\d+)?$", rf"\g<1>/{db}", url)
+
+
+# Nothing has connected to Redis yet when this module is imported: every Redis client in the
+# project reads these settings lazily.
+settings.REDIS_URL = _with_db(settings.REDIS_URL, TEST_REDIS_DB)
+settings.CACHES["default"]["LOCATION"] = settings.REDIS_URL
+settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [settings.REDIS_URL]
+settings.CELERY_BROKER_URL = settings.REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Each test starts with no rate-limit windows or cached values from the one before."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _generous_rate_limits(settings):
+    """Most tests make many requests with one key; the rate-limit tests set their own limits."""
+    settings.API_RATE_LIMIT = "100000/minute"
+    settings.CHAT_RATE_LIMIT = "100000/minute"
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    return TenantFactory()
+
+
+@pytest.fixture
+def other_tenant(db) -> Tenant:
+    return TenantFactory()
+
+
+def create_key(tenant: Tenant, *, role: str = Role.OWNER, scopes: list[str] | None = None, user=None, **kwargs):
+    """An API key for `tenant` with a given ceiling role and scopes; returns (row, plaintext)."""
+    return services.api_key_create(
+        tenant=tenant, actor=Actor.system("test"), name=kwargs.pop("name", "test"),
+        scopes=scopes or list(Scope.values), role=role, created_by=user, **kwargs,
+    )
+
+
+@pytest.fixture
+def make_client(db) -> Callable[..., APIClient]:
+    """`make_client(tenant, role="admin", scopes=[...])`: an APIClient holding a fresh key."""
+
+    def make(tenant: Tenant, *, role: str = Role.OWNER, scopes: list[str] | None = None, user=None) -> APIClient:
+        if user is None:
+            user = UserFactory()
+            MembershipFactory(tenant=tenant, user=user, role=role)
+        _, plaintext = create_key(tenant, role=role, scopes=scopes, user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        client.api_key = plaintext
+        client.user = user
+        return client
+
+    return make
+
+
+@pytest.fixture
+def owner_client(tenant, make_client) -> APIClient:
+    return make_client(tenant, role=Role.OWNER)
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
