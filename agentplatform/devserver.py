@@ -16,7 +16,7 @@ from pathlib import Path
 
 from honcho.manager import Manager
 
-from agentplatform.embedded import Services, ServiceError
+from agentplatform.embedded import ServiceError, Services
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -64,10 +64,15 @@ def main() -> int:
         bin_dir = Path(sys.executable).parent
         concurrency = os.environ.get("CELERY_WORKER_CONCURRENCY", "2")
         manager = Manager()
-        manager.add_process("web", f"{bin_dir}/daphne -b {host} -p {port} agentplatform.asgi:application",
-                            env=env, cwd=str(BASE_DIR))
-        manager.add_process("worker", f"{bin_dir}/celery -A agentplatform worker -l info --concurrency {concurrency}",
-                            env=env, cwd=str(BASE_DIR))
+        manager.add_process(
+            "web", f"{bin_dir}/daphne -b {host} -p {port} agentplatform.asgi:application", env=env, cwd=str(BASE_DIR)
+        )
+        manager.add_process(
+            "worker",
+            f"{bin_dir}/celery -A agentplatform worker -l info --concurrency {concurrency}",
+            env=env,
+            cwd=str(BASE_DIR),
+        )
         manager.add_process("beat", f"{bin_dir}/celery -A agentplatform beat -l info", env=env, cwd=str(BASE_DIR))
         manager.loop()
         return manager.returncode or 0

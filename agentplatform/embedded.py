@@ -158,16 +158,26 @@ class EmbeddedPostgres:
         if _port_in_use(self.port):
             raise ServiceError(
                 f"Port {self.port} is taken by another program, so the embedded PostgreSQL cannot start. "
-                f"Stop that program, set EMBEDDED_PG_PORT to a free port, or set DATABASE_URL to use your own PostgreSQL."
+                "Stop that program, set EMBEDDED_PG_PORT to a free port, "
+                "or set DATABASE_URL to use your own PostgreSQL."
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_root()
         if not (self.data_dir / "PG_VERSION").exists():
             _log(f"initialising PostgreSQL in {self.data_dir}")
             subprocess.run(
-                [self._bin("initdb"), "-D", str(self.data_dir), "--auth=trust", "--encoding=UTF8",
-                 "--username=postgres", "--no-instructions"],
-                check=True, stdout=subprocess.DEVNULL, **self._run_as(),
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--username=postgres",
+                    "--no-instructions",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                **self._run_as(),
             )
         _log(f"starting PostgreSQL on 127.0.0.1:{self.port}")
         options = (
@@ -175,9 +185,23 @@ class EmbeddedPostgres:
             "-c max_connections=200 -c shared_buffers=256MB"
         )
         result = subprocess.run(
-            [self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
-             "-o", options, "start"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **self._run_as(),
+            [
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            **self._run_as(),
         )
         if result.returncode != 0:
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else result.stderr
@@ -201,7 +225,9 @@ class EmbeddedPostgres:
         _log("stopping PostgreSQL")
         subprocess.run(
             [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self._run_as(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self._run_as(),
         )
 
 
@@ -243,10 +269,30 @@ class EmbeddedRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         _log(f"starting Redis on 127.0.0.1:{self.port} ({self.binary()})")
         subprocess.run(
-            [self.binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--daemonize", "yes", "--pidfile", str(self.pid_file), "--logfile", str(self.log_file),
-             "--save", "60", "100", "--appendonly", "no", "--protected-mode", "yes"],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                self.binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--logfile",
+                str(self.log_file),
+                "--save",
+                "60",
+                "100",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         self._wait_ready()
         return True
@@ -325,8 +371,8 @@ class Services:
         with self._locked():
             state = self._read_leases()
             started = self.up()
-            if not state["pids"]:
-                state["started"] = []  # stale bookkeeping from a run that was killed
+            # What an earlier lease started stays on the list even if that holder was killed:
+            # the last holder to leave stops it, so a killed run leaves nothing behind for good.
             state["started"] = sorted(set(state["started"]) | set(started))
             state["pids"].append(os.getpid())
             self._write_leases(state)
@@ -371,8 +417,11 @@ class Services:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agentplatform.embedded", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m agentplatform.embedded",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["up", "down", "status", "urls", "exec"])
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="with exec: the command to run (after --)")
     args = parser.parse_args(argv)

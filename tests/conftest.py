@@ -30,6 +30,13 @@ settings.REDIS_URL = _with_db(settings.REDIS_URL, TEST_REDIS_DB)
 settings.CACHES["default"]["LOCATION"] = settings.REDIS_URL
 settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [settings.REDIS_URL]
 settings.CELERY_BROKER_URL = settings.REDIS_URL
+# Static files come from the app folders (no collectstatic run needed for tests).
+settings.STORAGES = {
+    **settings.STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+settings.WHITENOISE_USE_FINDERS = True
+settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +65,13 @@ def other_tenant(db) -> Tenant:
 def create_key(tenant: Tenant, *, role: str = Role.OWNER, scopes: list[str] | None = None, user=None, **kwargs):
     """An API key for `tenant` with a given ceiling role and scopes; returns (row, plaintext)."""
     return services.api_key_create(
-        tenant=tenant, actor=Actor.system("test"), name=kwargs.pop("name", "test"),
-        scopes=scopes or list(Scope.values), role=role, created_by=user, **kwargs,
+        tenant=tenant,
+        actor=Actor.system("test"),
+        name=kwargs.pop("name", "test"),
+        scopes=scopes or list(Scope.values),
+        role=role,
+        created_by=user,
+        **kwargs,
     )
 
 

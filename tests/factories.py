@@ -36,3 +36,20 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     tenant = factory.SubFactory(TenantFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.MEMBER
+
+
+def populate_tenant(tenant: Tenant) -> list[str]:
+    """Create one of every tenant-owned object for `tenant`; return every id and name a route
+    could be given for them. The isolation test checks that each tenant-owned model has a row
+    here, so a new model has to be added as it lands."""
+    from apps.tenancy.models import AuditLog
+    from tests.conftest import create_key
+
+    owner = UserFactory()
+    membership = MembershipFactory(tenant=tenant, user=owner, role=Role.OWNER)
+    api_key, _ = create_key(tenant, user=owner, name=f"{tenant.slug}-key")
+    audit = AuditLog.objects.filter(tenant=tenant).first()
+    identifiers = [str(membership.pk), str(api_key.pk), str(tenant.pk), tenant.slug, api_key.name, api_key.prefix]
+    if audit is not None:
+        identifiers.append(str(audit.pk))
+    return identifiers

@@ -10,9 +10,9 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-logger = logging.getLogger(__name__)
-
 from apps.core.constants import UNAUTHORIZED_MESSAGE
+
+logger = logging.getLogger(__name__)
 
 
 def error_body(error: str, message: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def is_api_path(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
-def not_found_view(request, exception=None):  # noqa: ARG001 - Django's handler404 signature
+def not_found_view(request, exception=None):
     if is_api_path(request.path):
         return json_error(404, "Not found", f"No route or object at {request.path}.")
     from django.views.defaults import page_not_found
@@ -134,7 +134,7 @@ def server_error_view(request):
     return server_error(request)
 
 
-def bad_request_view(request, exception=None):  # noqa: ARG001
+def bad_request_view(request, exception=None):
     if is_api_path(request.path):
         return json_error(400, "Bad request")
     from django.views.defaults import bad_request
@@ -142,7 +142,7 @@ def bad_request_view(request, exception=None):  # noqa: ARG001
     return bad_request(request, exception)
 
 
-def permission_denied_view(request, exception=None):  # noqa: ARG001
+def permission_denied_view(request, exception=None):
     if is_api_path(request.path):
         return json_error(403, "Forbidden")
     from django.views.defaults import permission_denied

@@ -81,7 +81,9 @@ class BodySizeLimitMiddleware:
         limit = settings.MAX_BODY_BYTES
         if length > limit:
             return json_error(
-                413, "Payload too large", f"Request body is {length} bytes; the limit is {limit} bytes (MAX_BODY_BYTES)."
+                413,
+                "Payload too large",
+                f"Request body is {length} bytes; the limit is {limit} bytes (MAX_BODY_BYTES).",
             )
         return self.get_response(request)
 

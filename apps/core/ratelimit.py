@@ -127,7 +127,7 @@ class RateLimitMiddleware:
         request.rate_limit_result = result
         response = self.get_response(request)
         shown = getattr(request, "rate_limit_result", None)
-        if shown is not None:
+        if shown is not None and response.status_code != 429:
             apply_headers(response, shown)
         return response
 
@@ -140,7 +140,5 @@ class RateLimitMiddleware:
         result = rate_limit_hit(policy="chat", spec=settings.CHAT_RATE_LIMIT, identity=rate_limit_identity(request))
         if result is None:
             return None
-        if not result.allowed:
-            return too_many_requests(result)
         request.rate_limit_result = result  # the tighter, more specific budget is the one shown
-        return None
+        return None if result.allowed else too_many_requests(result)

@@ -10,14 +10,14 @@ from apps.core import health
 
 
 @require_GET
-def health_view(request):
+def health_view(request):  # noqa: ARG001 - Django view signature
     """Liveness: the process answers. Touches nothing else, so a database outage never
     gets a healthy web process restarted."""
     return JsonResponse({"status": "healthy"})
 
 
 @require_GET
-def ready_view(request):
+def ready_view(request):  # noqa: ARG001
     probes = health.readiness()
     missing = [name for name, probe in probes.items() if not probe.healthy]
     if missing:
@@ -33,5 +33,5 @@ def ready_view(request):
 
 
 @require_GET
-def status_view(request):
+def status_view(request):  # noqa: ARG001
     return JsonResponse({"status": "ok", "version": settings.APP_VERSION, "uptime_seconds": health.uptime_seconds()})

@@ -22,7 +22,9 @@ except admin.sites.NotRegistered:
 
 def _actor(request) -> Actor:
     return Actor(
-        user=request.user, label=f"admin:{request.user.get_username()}", ip=client_address(request),
+        user=request.user,
+        label=f"admin:{request.user.get_username()}",
+        ip=client_address(request),
         request_id=getattr(request, "request_id", ""),
     )
 
@@ -50,7 +52,9 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.action(description="Suspend selected tenants (their keys stop working)")
     def suspend(self, request, queryset):
-        done = sum(services.tenant_suspend(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset)
+        done = sum(
+            services.tenant_suspend(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset
+        )
         self.message_user(request, f"Suspended {done} tenant(s).", messages.SUCCESS)
 
     @admin.action(description="Reactivate selected tenants")
@@ -83,10 +87,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["revoked", "role", "tenant"]
     search_fields = ["name", "prefix", "tenant__slug"]
     readonly_fields = [
-        "id", "prefix", "tenant", "scopes", "role", "created", "created_by", "last_used_at", "expiry_date",
-        "revoked", "revoked_at",
+        "id",
+        "prefix",
+        "tenant",
+        "scopes",
+        "role",
+        "created",
+        "created_by",
+        "last_used_at",
+        "expiry_date",
+        "revoked",
+        "revoked_at",
     ]
-    fields = readonly_fields[:1] + ["name"] + readonly_fields[1:]
+    fields = [*readonly_fields[:1], "name", *readonly_fields[1:]]
     actions = ["revoke"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -111,9 +124,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
             obj.save(update_fields=["name"])
             return
         created, plaintext = services.api_key_create(
-            tenant=form.cleaned_data["tenant"], actor=_actor(request), name=form.cleaned_data["name"],
-            scopes=form.cleaned_data["scopes"], role=form.cleaned_data["role"] or Role.ADMIN,
-            expires_at=form.cleaned_data.get("expiry_date"), created_by=request.user,
+            tenant=form.cleaned_data["tenant"],
+            actor=_actor(request),
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            role=form.cleaned_data["role"] or Role.ADMIN,
+            expires_at=form.cleaned_data.get("expiry_date"),
+            created_by=request.user,
         )
         obj.pk = created.pk  # so the admin's redirect points at the saved key
         messages.warning(

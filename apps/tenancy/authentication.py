@@ -62,9 +62,7 @@ def authenticate_api_key(token: str, *, ip: str | None = None) -> Principal | No
         return None
     role = lower_role(api_key.role, scope_ceiling(api_key.scopes))
     services.api_key_touch(api_key=api_key, resolution_seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
-    return Principal(
-        tenant=tenant, role=role, user=api_key.created_by, api_key=api_key, scopes=tuple(api_key.scopes)
-    )
+    return Principal(tenant=tenant, role=role, user=api_key.created_by, api_key=api_key, scopes=tuple(api_key.scopes))
 
 
 def _audit_failed_key(api_key: ApiKey, *, ip: str | None) -> None:
@@ -91,5 +89,7 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
         )
         if membership is None or not membership.tenant.is_active:
             raise _unauthorized()
-        principal = Principal(tenant=membership.tenant, role=membership.role, user=user, scopes=("read", "write", "admin"))
+        principal = Principal(
+            tenant=membership.tenant, role=membership.role, user=user, scopes=("read", "write", "admin")
+        )
         return (user, principal)

@@ -63,9 +63,7 @@ def audit_login_failed_receiver(sender, credentials: dict, request=None, **kwarg
     ip = client_address(request) if request is not None else None
     user = User.objects.filter(username=username).first() if username else None
     membership = Membership.objects.filter(user=user).select_related("tenant").first() if user else None
-    audit_login_failed(
-        username=username, ip=ip, channel="password", tenant=membership.tenant if membership else None
-    )
+    audit_login_failed(username=username, ip=ip, channel="password", tenant=membership.tenant if membership else None)
 
 
 # --- tenants -------------------------------------------------------------------------------------
@@ -79,12 +77,24 @@ def tenant_create(*, slug: str, name: str, actor: Actor, owner=None, settings: d
         if Tenant.objects.filter(slug=slug).exists():
             raise Conflict(f"A tenant with slug '{slug}' already exists.")
         tenant = Tenant.objects.create(slug=slug, name=name or slug, settings=settings or {})
-        audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.TENANT_CREATED, target_type="tenant",
-                     target_id=str(tenant.pk), data={"slug": slug})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditLog.Action.TENANT_CREATED,
+            target_type="tenant",
+            target_id=str(tenant.pk),
+            data={"slug": slug},
+        )
         if owner is not None:
             Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
-            audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.MEMBER_ADDED, target_type="user",
-                         target_id=str(owner.pk), data={"username": owner.get_username(), "role": Role.OWNER})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action=AuditLog.Action.MEMBER_ADDED,
+                target_type="user",
+                target_id=str(owner.pk),
+                data={"username": owner.get_username(), "role": Role.OWNER},
+            )
     return tenant
 
 
@@ -102,8 +112,14 @@ def tenant_update(*, tenant: Tenant, actor: Actor, name: str | None = None, sett
                 changed["settings"] = settings
         if changed:
             locked.save(update_fields=["name", "settings", "updated_at"])
-            audit_record(tenant=locked, actor=actor, action=AuditLog.Action.TENANT_UPDATED, target_type="tenant",
-                         target_id=str(locked.pk), data=changed)
+            audit_record(
+                tenant=locked,
+                actor=actor,
+                action=AuditLog.Action.TENANT_UPDATED,
+                target_type="tenant",
+                target_id=str(locked.pk),
+                data=changed,
+            )
     return locked
 
 
@@ -111,12 +127,20 @@ def tenant_suspend(*, tenant: Tenant, actor: Actor, reason: str = "") -> bool:
     """Compare-and-set: returns False when the tenant was already suspended."""
     with transaction.atomic():
         updated = Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.ACTIVE).update(
-            status=Tenant.Status.SUSPENDED, suspended_at=timezone.now(), suspended_reason=reason[:500],
+            status=Tenant.Status.SUSPENDED,
+            suspended_at=timezone.now(),
+            suspended_reason=reason[:500],
             updated_at=timezone.now(),
         )
         if updated:
-            audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.TENANT_SUSPENDED, target_type="tenant",
-                         target_id=str(tenant.pk), data={"reason": reason[:500]})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action=AuditLog.Action.TENANT_SUSPENDED,
+                target_type="tenant",
+                target_id=str(tenant.pk),
+                data={"reason": reason[:500]},
+            )
     return bool(updated)
 
 
@@ -126,8 +150,13 @@ def tenant_reactivate(*, tenant: Tenant, actor: Actor) -> bool:
             status=Tenant.Status.ACTIVE, suspended_at=None, suspended_reason="", updated_at=timezone.now()
         )
         if updated:
-            audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.TENANT_REACTIVATED, target_type="tenant",
-                         target_id=str(tenant.pk))
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action=AuditLog.Action.TENANT_REACTIVATED,
+                target_type="tenant",
+                target_id=str(tenant.pk),
+            )
     return bool(updated)
 
 
@@ -165,9 +194,14 @@ def membership_add(
         if Membership.objects.filter(tenant=tenant, user=user).exists():
             raise Conflict(f"{user.get_username()} is already a member of this tenant.")
         membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-        audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.MEMBER_ADDED, target_type="user",
-                     target_id=str(user.pk),
-                     data={"username": user.get_username(), "role": role, "invited": created_user})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditLog.Action.MEMBER_ADDED,
+            target_type="user",
+            target_id=str(user.pk),
+            data={"username": user.get_username(), "role": role, "invited": created_user},
+        )
     return membership, created_user
 
 
@@ -179,7 +213,9 @@ def _ensure_an_owner_remains(*, tenant: Tenant, leaving: Membership) -> None:
         raise Conflict("A tenant needs at least one owner; make someone else owner first.")
 
 
-def membership_change_role(*, tenant: Tenant, actor: Actor, actor_role: str, membership: Membership, role: str) -> Membership:
+def membership_change_role(
+    *, tenant: Tenant, actor: Actor, actor_role: str, membership: Membership, role: str
+) -> Membership:
     with transaction.atomic():
         locked = Membership.objects.select_for_update().get(pk=membership.pk, tenant=tenant)
         if locked.role == role:
@@ -197,8 +233,14 @@ def membership_change_role(*, tenant: Tenant, actor: Actor, actor_role: str, mem
         previous = locked.role
         locked.role = role
         locked.save(update_fields=["role", "updated_at"])
-        audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.MEMBER_ROLE_CHANGED, target_type="user",
-                     target_id=str(locked.user_id), data={"from": previous, "to": role})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditLog.Action.MEMBER_ROLE_CHANGED,
+            target_type="user",
+            target_id=str(locked.user_id),
+            data={"from": previous, "to": role},
+        )
     return locked
 
 
@@ -212,8 +254,14 @@ def membership_remove(*, tenant: Tenant, actor: Actor, actor_role: str, membersh
             api_key_revoke(tenant=tenant, actor=actor, api_key=key, reason="member removed")
         username = locked.user.get_username()
         locked.delete()
-        audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.MEMBER_REMOVED, target_type="user",
-                     target_id=str(locked.user_id), data={"username": username})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditLog.Action.MEMBER_REMOVED,
+            target_type="user",
+            target_id=str(locked.user_id),
+            data={"username": username},
+        )
 
 
 # --- API keys ------------------------------------------------------------------------------------
@@ -247,9 +295,14 @@ def api_key_create(
         api_key, plaintext = ApiKey.objects.create_key(
             tenant=tenant, name=name[:50], scopes=clean, role=role, expiry_date=expires_at, created_by=created_by
         )
-        audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.KEY_CREATED, target_type="api_key",
-                     target_id=str(api_key.pk),
-                     data={"name": api_key.name, "prefix": api_key.prefix, "scopes": clean, "role": role})
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditLog.Action.KEY_CREATED,
+            target_type="api_key",
+            target_id=str(api_key.pk),
+            data={"name": api_key.name, "prefix": api_key.prefix, "scopes": clean, "role": role},
+        )
     return api_key, plaintext
 
 
@@ -260,8 +313,14 @@ def api_key_revoke(*, tenant: Tenant, actor: Actor, api_key: ApiKey, reason: str
             revoked=True, revoked_at=timezone.now()
         )
         if updated:
-            audit_record(tenant=tenant, actor=actor, action=AuditLog.Action.KEY_REVOKED, target_type="api_key",
-                         target_id=str(api_key.pk), data={"prefix": api_key.prefix, "reason": reason})
+            audit_record(
+                tenant=tenant,
+                actor=actor,
+                action=AuditLog.Action.KEY_REVOKED,
+                target_type="api_key",
+                target_id=str(api_key.pk),
+                data={"prefix": api_key.prefix, "reason": reason},
+            )
     return bool(updated)
 
 

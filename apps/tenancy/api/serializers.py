@@ -12,14 +12,19 @@ class TenantSettingsSerializer(serializers.Serializer):
     """The knobs a tenant owner may set. Unknown keys are refused so typos do not pass silently."""
 
     monthly_budget_usd = serializers.DecimalField(
-        max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True,
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        allow_null=True,
         help_text="Spending cap per calendar month; null means no cap.",
     )
     max_sessions = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     max_agents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     default_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     approval_role = serializers.ChoiceField(
-        choices=[Role.MEMBER, Role.ADMIN, Role.OWNER], required=False,
+        choices=[Role.MEMBER, Role.ADMIN, Role.OWNER],
+        required=False,
         help_text="The lowest role that may approve gated tool calls (admin by default).",
     )
 
@@ -94,8 +99,17 @@ class ApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = [
-            "id", "name", "prefix", "scopes", "role", "status", "created_at", "created_by",
-            "expires_at", "last_used_at", "revoked_at",
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "role",
+            "status",
+            "created_at",
+            "created_by",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
         ]
         read_only_fields = fields
 
@@ -118,7 +132,9 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=50)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=Scope.choices), required=False, allow_empty=False,
+        child=serializers.ChoiceField(choices=Scope.choices),
+        required=False,
+        allow_empty=False,
         help_text="read, write, admin. Default: read and write.",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)

@@ -31,29 +31,36 @@ class CurrentTenantView(TenantAPIView):
     required_roles = {"GET": Role.VIEWER, "PATCH": Role.OWNER}
 
     @extend_schema(
-        tags=["tenancy"], summary="The tenant these credentials belong to",
+        tags=["tenancy"],
+        summary="The tenant these credentials belong to",
         responses={200: TenantSerializer, **ERROR_RESPONSES},
     )
     def get(self, request):
         return Response(TenantSerializer(self.tenant, context={"principal": self.principal}).data)
 
     @extend_schema(
-        tags=["tenancy"], summary="Rename the tenant or change its settings (owner)",
+        tags=["tenancy"],
+        summary="Rename the tenant or change its settings (owner)",
         description="`settings` is merged into the current settings; unknown keys are refused.",
-        request=TenantUpdateSerializer, responses={200: TenantSerializer, **ERROR_RESPONSES},
+        request=TenantUpdateSerializer,
+        responses={200: TenantSerializer, **ERROR_RESPONSES},
     )
     def patch(self, request):
         payload = TenantUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         tenant = services.tenant_update(
-            tenant=self.tenant, actor=self.actor(), name=payload.validated_data.get("name"),
+            tenant=self.tenant,
+            actor=self.actor(),
+            name=payload.validated_data.get("name"),
             settings=payload.validated_data.get("settings"),
         )
         return Response(TenantSerializer(tenant, context={"principal": self.principal}).data)
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List the tenant's members (admin)", responses={200: MemberSerializer(many=True), **ERROR_RESPONSES}),
+    list=extend_schema(
+        summary="List the tenant's members (admin)", responses={200: MemberSerializer(many=True), **ERROR_RESPONSES}
+    ),
     retrieve=extend_schema(summary="One member (admin)", responses={200: MemberSerializer, **ERROR_RESPONSES}),
     create=extend_schema(
         summary="Add or invite a member (admin; owner to add an owner)",
@@ -61,11 +68,13 @@ class CurrentTenantView(TenantAPIView):
             "Adds an existing user found by username or email. Someone without an account gets "
             "one with no password (`has_password: false`) that they activate through the password reset."
         ),
-        request=MemberCreateSerializer, responses={201: MemberSerializer, **ERROR_RESPONSES},
+        request=MemberCreateSerializer,
+        responses={201: MemberSerializer, **ERROR_RESPONSES},
     ),
     partial_update=extend_schema(
         summary="Change a member's role (admin; owner for owner roles)",
-        request=MemberRoleSerializer, responses={200: MemberSerializer, **ERROR_RESPONSES},
+        request=MemberRoleSerializer,
+        responses={200: MemberSerializer, **ERROR_RESPONSES},
     ),
     destroy=extend_schema(
         summary="Remove a member (admin); their API keys are revoked",
@@ -93,8 +102,12 @@ class MemberViewSet(TenantViewSet):
         payload = MemberCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         membership, _ = services.membership_add(
-            tenant=self.tenant, actor=self.actor(), actor_role=self.principal.role, role=payload.validated_data["role"],
-            email=payload.validated_data.get("email", ""), username=payload.validated_data.get("username", ""),
+            tenant=self.tenant,
+            actor=self.actor(),
+            actor_role=self.principal.role,
+            role=payload.validated_data["role"],
+            email=payload.validated_data.get("email", ""),
+            username=payload.validated_data.get("username", ""),
         )
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -103,7 +116,10 @@ class MemberViewSet(TenantViewSet):
         payload = MemberRoleSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         updated = services.membership_change_role(
-            tenant=self.tenant, actor=self.actor(), actor_role=self.principal.role, membership=membership,
+            tenant=self.tenant,
+            actor=self.actor(),
+            actor_role=self.principal.role,
+            membership=membership,
             role=payload.validated_data["role"],
         )
         return Response(MemberSerializer(updated).data)
@@ -126,10 +142,13 @@ class MemberViewSet(TenantViewSet):
         summary="Create an API key (admin); the key is in this response only",
         description="The key can never do more than your own role; `scopes` narrow it further "
         "(read: viewer, write: member, admin: up to your role).",
-        request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer, **ERROR_RESPONSES},
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer, **ERROR_RESPONSES},
     ),
     destroy=extend_schema(summary="Revoke an API key (admin)", responses={204: None, **ERROR_RESPONSES}),
-    revoke=extend_schema(summary="Revoke an API key (admin)", request=None, responses={200: ApiKeySerializer, **ERROR_RESPONSES}),
+    revoke=extend_schema(
+        summary="Revoke an API key (admin)", request=None, responses={200: ApiKeySerializer, **ERROR_RESPONSES}
+    ),
 )
 @extend_schema(tags=["tenancy"])
 class ApiKeyViewSet(TenantViewSet):
@@ -154,8 +173,13 @@ class ApiKeyViewSet(TenantViewSet):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         api_key, plaintext = services.api_key_create(
-            tenant=self.tenant, actor=self.actor(), name=data["name"], scopes=data.get("scopes"),
-            role=self._creator_ceiling(), expires_at=data.get("expires_at"), created_by=self.principal.user,
+            tenant=self.tenant,
+            actor=self.actor(),
+            name=data["name"],
+            scopes=data.get("scopes"),
+            role=self._creator_ceiling(),
+            expires_at=data.get("expires_at"),
+            created_by=self.principal.user,
         )
         api_key.key = plaintext
         return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
@@ -183,11 +207,13 @@ class AuditLogView(TenantAPIView):
     required_roles = {"GET": Role.ADMIN}
 
     @extend_schema(
-        tags=["tenancy"], summary="The tenant's audit log, newest first (admin)",
+        tags=["tenancy"],
+        summary="The tenant's audit log, newest first (admin)",
         parameters=[
             OpenApiParameter("action", OpenApiTypes.STR, enum=AuditLog.Action.values),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; entries at or after."),
-            OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("offset", OpenApiTypes.INT),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("offset", OpenApiTypes.INT),
         ],
         responses={200: AuditLogSerializer(many=True), **ERROR_RESPONSES},
     )

@@ -26,9 +26,15 @@ class Command(BaseCommand):
     def handle(self, *args, base_url: str, **options):
         if Tenant.objects.filter(slug=DEMO_SLUG).exists():
             self.stdout.write(
-                f"Demo tenant exists. Admin login: {ADMIN_USERNAME} at {base_url}/admin/ (password printed on first run; "
-                f"reset it with `python manage.py changepassword {ADMIN_USERNAME}`). "
-                f"New API key: `python manage.py create_api_key --tenant {DEMO_SLUG} --name mykey --scopes read write admin`."
+                "\n".join(
+                    [
+                        f"Demo tenant exists. Admin: {base_url}/admin/  user: {ADMIN_USERNAME} "
+                        "(password printed on first run;",
+                        f"  reset it: python manage.py changepassword {ADMIN_USERNAME})",
+                        "  New API key: python manage.py create_api_key "
+                        f"--tenant {DEMO_SLUG} --name mykey --scopes read write admin",
+                    ]
+                )
             )
             return
         password = secrets.token_urlsafe(12)
@@ -40,7 +46,7 @@ class Command(BaseCommand):
                 admin = user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", password)
                 password_line = f"password: {password}"
             else:
-                password_line = "password: unchanged (the user existed already)"
+                password_line = "password: unchanged (the user existed already)"  # noqa: S105 - a message
             tenant = services.tenant_create(slug=DEMO_SLUG, name="Demo", owner=admin, actor=actor)
             _, key = services.api_key_create(
                 tenant=tenant, actor=actor, name="demo", scopes=list(Scope.values), role=Role.OWNER, created_by=admin

@@ -1,0 +1,96 @@
+"""The cross-tenant isolation test.
+
+Every route under /api/ is called, with every method it answers, using tenant A's owner key and
+each of tenant B's object ids and names: every answer must be 404 (or 405), never B's data.
+Routes without ids are read with A's key and must not mention any of B's ids. Routes are found
+from the URLconf, so every route added later is probed without touching this test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.apps import apps
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from apps.core.models import TenantOwnedModel
+from apps.tenancy.models import Role
+from tests.factories import TenantFactory, populate_tenant
+
+pytestmark = pytest.mark.django_db
+
+PROBE_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _api_patterns(resolver: URLResolver | None = None, prefix: str = "") -> list[tuple[str, URLPattern]]:
+    found = []
+    for entry in (resolver or get_resolver()).url_patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            found += _api_patterns(entry, route)
+        elif route.lstrip("^").startswith("api/"):
+            found.append((route, entry))
+    return found
+
+
+def _methods(callback) -> list[str]:
+    actions = getattr(callback, "actions", None)
+    if actions:  # a ViewSet route: exactly the methods mapped to actions
+        return [m for m in PROBE_METHODS if m in actions]
+    view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+    if view_class is None:
+        return ["get"]
+    return [m for m in PROBE_METHODS if hasattr(view_class, m)]
+
+
+def _tenant_owned_models():
+    return [
+        model
+        for model in apps.get_models()
+        if issubclass(model, TenantOwnedModel)
+        or any(
+            f.name == "tenant" and f.is_relation and f.related_model.__name__ == "Tenant" for f in model._meta.fields
+        )
+    ]
+
+
+def test_every_tenant_owned_model_is_populated_for_the_probe():
+    tenant_b = TenantFactory()
+    populate_tenant(tenant_b)
+    missing = [m.__name__ for m in _tenant_owned_models() if not m.objects.filter(tenant=tenant_b).exists()]
+    assert not missing, f"add these to tests.factories.populate_tenant so the isolation test covers them: {missing}"
+
+
+def test_tenant_a_never_reaches_tenant_b(make_client, capsys):
+    tenant_a, tenant_b = TenantFactory(), TenantFactory()
+    populate_tenant(tenant_a)
+    b_values = populate_tenant(tenant_b)
+    client = make_client(tenant_a, role=Role.OWNER)
+
+    probes, failures = 0, []
+    routes = _api_patterns()
+    assert routes, "no /api/ routes found"
+    for route, pattern in routes:
+        assert pattern.name, f"API route {route} needs a name so it can be probed"
+        kwarg_names = list(pattern.pattern.regex.groupindex)
+        methods = _methods(pattern.callback)
+        if not kwarg_names:
+            if "get" in methods:
+                probes += 1
+                response = client.get(reverse(pattern.name))
+                leaked = [v for v in b_values if len(v) > 6 and v in response.content.decode(errors="replace")]
+                if leaked:
+                    failures.append(f"GET {route}: response mentions tenant B's {leaked}")
+            continue
+        for value in b_values:
+            url = reverse(pattern.name, kwargs=dict.fromkeys(kwarg_names, value))
+            for method in methods:
+                probes += 1
+                response = client.generic(method.upper(), url, data=json.dumps({}), content_type="application/json")
+                if response.status_code not in (404, 405):
+                    failures.append(f"{method.upper()} {url} -> {response.status_code} {response.content[:200]!r}")
+
+    with capsys.disabled():
+        print(f"\n[isolation] {probes} cross-tenant probes over {len(routes)} API routes")
+    assert not failures, "\n".join(failures)
