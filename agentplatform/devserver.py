@@ -75,7 +75,8 @@ def main() -> int:
         )
         manager.add_process("beat", f"{bin_dir}/celery -A agentplatform beat -l info", env=env, cwd=str(BASE_DIR))
         manager.loop()
-        return manager.returncode or 0
+        # Ctrl-C (SIGINT) or SIGTERM is how this is meant to stop: that is a clean exit.
+        return 0 if manager.returncode in (130, 143) else (manager.returncode or 0)
     except subprocess.CalledProcessError as exc:
         print(f"error: set-up step failed: {' '.join(map(str, exc.cmd[1:]))}", file=sys.stderr)
         return exc.returncode or 1

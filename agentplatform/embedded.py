@@ -35,7 +35,8 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-environ.Env.read_env(BASE_DIR / ".env")
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
 
 PG_SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root; CI runs as root
 
@@ -135,9 +136,8 @@ class EmbeddedPostgres:
     def _prepare_root(self) -> None:
         if os.geteuid() != 0:
             return
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
         POSTGRES_BIN_PATH = _pgserver_bin_path()  # noqa: N806
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         ensure_user_exists(PG_SYSTEM_USER)
         ensure_prefix_permissions(self.data_dir)

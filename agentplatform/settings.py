@@ -14,7 +14,8 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
 
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
