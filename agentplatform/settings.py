@@ -107,9 +107,17 @@ WSGI_APPLICATION = "agentplatform.wsgi.application"
 ASGI_APPLICATION = "agentplatform.asgi.application"
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+# Under ASGI every request runs its sync code in a fresh thread, so Django's per-thread
+# persistent connections would reconnect on every request (~5-10 ms). A psycopg pool per
+# process keeps connections open across requests and threads instead.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:  # e.g. behind PgBouncer in transaction mode: no pool here, short-lived connections
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
