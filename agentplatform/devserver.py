@@ -8,7 +8,10 @@ embedded services this run started.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -31,11 +34,55 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _children_file() -> Path:
+    return Services().config.var_dir / "devserver-children.pids"
+
+
+def _stop_orphans() -> None:
+    """Stop web/worker/beat left behind by a `make run` that was killed with SIGKILL.
+
+    The file holds the devserver's pid, then each child's pid as it starts. When that
+    devserver is gone but a child still runs our code, the child is an orphan.
+    """
+    path = _children_file()
+    if not path.exists():
+        return
+    owner, *children = path.read_text().split()
+    if owner.isdigit() and _alive(int(owner)):
+        return  # another `make run` is live; the port check will say so
+    for pid in (int(c) for c in children if c.isdigit()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "agentplatform" in cmdline and ("daphne" in cmdline or "celery" in cmdline):
+            print(f"[devserver] stopping pid {pid} left by an earlier run: {cmdline[:80]}", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recorded(command: str) -> str:
+    """Run `command` through a shell that first appends its pid (then exec keeps that pid)."""
+    return f"echo $$ >> {shlex.quote(str(_children_file()))}; exec {command}"
+
+
 def _manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], check=True, env=env, cwd=BASE_DIR)
 
 
 def main() -> int:
+    _stop_orphans()
     host = os.environ.get("WEB_HOST", "127.0.0.1")
     port = int(os.environ.get("WEB_PORT", "8000"))
     if not _port_free(host, port):
@@ -61,6 +108,7 @@ def main() -> int:
         print(f"\nagentplatform on {base_url}  (admin: {base_url}/admin/  API docs: {base_url}/api/docs/)")
         print("Ctrl-C stops web, worker, beat and the embedded services.\n", flush=True)
 
+        _children_file().write_text(f"{os.getpid()}\n")
         bin_dir = Path(sys.executable).parent
         concurrency = os.environ.get("CELERY_WORKER_CONCURRENCY", "2")
         manager = Manager()

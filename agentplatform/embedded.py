@@ -258,9 +258,23 @@ class EmbeddedRedis:
             return None
         return pid if _pid_alive(pid) else None
 
-    def start(self) -> bool:
-        if self.running_pid():
+    def _answers_on_port(self, pid: int) -> bool:
+        """Whether the Redis on our port is our process (the port may have been changed)."""
+        import redis
+
+        try:
+            info = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5).info("server")
+        except redis.RedisError:
             return False
+        return int(info.get("process_id", -1)) == pid
+
+    def start(self) -> bool:
+        pid = self.running_pid()
+        if pid:
+            if self._answers_on_port(pid):
+                return False
+            _log(f"Redis in {self.dir} does not answer on port {self.port}; restarting it there")
+            self.stop()
         if _port_in_use(self.port):
             raise ServiceError(
                 f"Port {self.port} is taken by another program, so the embedded Redis cannot start. "
@@ -364,8 +378,13 @@ class Services:
         return started
 
     def down(self) -> None:
-        for service in self._managed().values():
-            service.stop()
+        """Stop the services now, whoever started them (an explicit `make services-down`)."""
+        with self._locked():
+            for service in self._managed().values():
+                service.stop()
+            state = self._read_leases()
+            state["started"] = []
+            self._write_leases(state)
 
     def acquire(self) -> None:
         with self._locked():

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from apps.core import health
 
 
-@require_GET
+@require_safe
 def health_view(request):  # noqa: ARG001 - Django view signature
     """Liveness: the process answers. Touches nothing else, so a database outage never
     gets a healthy web process restarted."""
     return JsonResponse({"status": "healthy"})
 
 
-@require_GET
+@require_safe
 def ready_view(request):  # noqa: ARG001
     probes = health.readiness()
     missing = [name for name, probe in probes.items() if not probe.healthy]
@@ -32,6 +32,6 @@ def ready_view(request):  # noqa: ARG001
     return JsonResponse({"ready": True})
 
 
-@require_GET
+@require_safe
 def status_view(request):  # noqa: ARG001
     return JsonResponse({"status": "ok", "version": settings.APP_VERSION, "uptime_seconds": health.uptime_seconds()})

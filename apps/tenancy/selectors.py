@@ -15,7 +15,12 @@ def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
 
 
 def membership_for_session(*, user, preferred_tenant_id: str | None) -> Membership | None:
-    memberships = Membership.objects.select_related("tenant").filter(user=user).order_by("created_at")
+    # Only active tenants: a suspended one must not lock its members out of their other tenants.
+    memberships = (
+        Membership.objects.select_related("tenant")
+        .filter(user=user, tenant__status=Tenant.Status.ACTIVE)
+        .order_by("created_at")
+    )
     if preferred_tenant_id:
         chosen = memberships.filter(tenant_id=preferred_tenant_id).first()
         if chosen is not None:
