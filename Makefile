@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format schema bench-api services-up services-down services-status
+.PHONY: run test lint format schema bench-api bench-turns services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -53,3 +53,6 @@ services-status: $(VENV)/.base-ml.stamp
 # Benchmarks print figures against DESIGN.md's budget; they are not part of the test suite.
 bench-api: $(VENV)/.dev.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) bench/api_latency.py
+
+bench-turns: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/turn_overhead.py

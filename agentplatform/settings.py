@@ -65,6 +65,10 @@ INSTALLED_APPS = [
     "rest_framework_api_key",  # its abstract model backs ApiKey; its own APIKey table stays unused
     "apps.core",
     "apps.tenancy",
+    "apps.events",
+    "apps.agents",
+    "apps.tools",
+    "apps.conversations",
 ]
 
 MIDDLEWARE = [
@@ -227,6 +231,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "apps.tenancy.models.Tenant.Status",
         "ProbeStatusEnum": ["healthy", "unhealthy"],
+        "MemberRoleEnum": "apps.tenancy.models.Role",
+        "ModelRoleEnum": "apps.agents.validation.ROLES",
+        "TurnStatusEnum": "apps.conversations.models.Turn.Status",
     },
 }
 
@@ -244,6 +251,40 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacknowledged task after this long; it must exceed the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+# Schedules the code owns. django-celery-beat's scheduler upserts these by name at start-up and
+# leaves schedules that operators add in the admin alone.
+CELERY_BEAT_SCHEDULE = {
+    "conversations.recover-stale-turns": {
+        "task": "apps.conversations.tasks.recover_stale_turns",
+        "schedule": 30.0,
+    },
+}
+
+# --- model providers, turns and tools ------------------------------------------------------
+# Fernet key for secrets at rest (provider API keys). Unset: derived from DJANGO_SECRET_KEY, so
+# rotating the secret key makes stored provider keys unreadable; set this in production.
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+# Providers configured in the environment become each new tenant's default (offline otherwise).
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
+ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default="")
+OLLAMA_HOST = env("OLLAMA_HOST", default="")
+PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=60.0)
+PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
+BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
+BREAKER_RESET_SECONDS = env.int("BREAKER_RESET_SECONDS", default=30)
+# A turn redelivered more often than this (worker crashes) is failed with a reason.
+TURN_MAX_ATTEMPTS = env.int("TURN_MAX_ATTEMPTS", default=3)
+# How long the synchronous faces (/api/agent/message, /api/tasks) wait for a turn.
+SYNC_TURN_TIMEOUT_SECONDS = env.float("SYNC_TURN_TIMEOUT_SECONDS", default=120.0)
+# Complexity score (0..1) at or above which the specialist model is chosen.
+ROUTER_SPECIALIST_THRESHOLD = env.float("ROUTER_SPECIALIST_THRESHOLD", default=0.6)
+TOOL_OUTPUT_MAX_CHARS = env.int("TOOL_OUTPUT_MAX_CHARS", default=16000)
+HTTP_TOOL_MAX_BYTES = env.int("HTTP_TOOL_MAX_BYTES", default=1024 * 1024)
+HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
+# Streamed tokens are batched into one chat_token event per this many milliseconds.
+TOKEN_BATCH_MS = env.int("TOKEN_BATCH_MS", default=30)
 
 # --- logging -------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

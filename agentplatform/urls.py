@@ -13,6 +13,8 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("apps.tenancy.api.urls")),
+    path("", include("apps.agents.api.urls")),
+    path("", include("apps.conversations.api.urls")),
 ]
 
 urlpatterns = [

@@ -12,6 +12,7 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from agentplatform.celery import app as celery_app
 from apps.tenancy import services
 from apps.tenancy.models import Role, Scope, Tenant
 from apps.tenancy.principal import Actor
@@ -30,6 +31,11 @@ settings.REDIS_URL = _with_db(settings.REDIS_URL, TEST_REDIS_DB)
 settings.CACHES["default"]["LOCATION"] = settings.REDIS_URL
 settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [settings.REDIS_URL]
 settings.CELERY_BROKER_URL = settings.REDIS_URL
+# Outside the end-to-end tests (which run a real worker), queued tasks run inline when the
+# transaction that queued them commits.
+celery_app.conf.broker_url = settings.REDIS_URL
+celery_app.conf.task_always_eager = True
+celery_app.conf.task_eager_propagates = True
 # Static files come from the app folders (no collectstatic run needed for tests).
 settings.STORAGES = {
     **settings.STORAGES,

@@ -4,6 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from apps.tenancy.models import Membership, Role, Tenant
+from tests.agents.populate import populate_agents
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -52,4 +53,42 @@ def populate_tenant(tenant: Tenant) -> list[str]:
     identifiers = [str(membership.pk), str(api_key.pk), str(tenant.pk), tenant.slug, api_key.name, api_key.prefix]
     if audit is not None:
         identifiers.append(str(audit.pk))
+    identifiers += populate_agents(tenant)
+    identifiers += _populate_conversations(tenant, owner)
     return identifiers
+
+
+def _populate_conversations(tenant: Tenant, user) -> list[str]:
+    from apps.agents.models import Agent
+    from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+    from apps.events.services import publish
+
+    agent = Agent.objects.filter(tenant=tenant).first()
+    session = ChatSession.objects.create(tenant=tenant, agent=agent, created_by=user, title=f"{tenant.slug} chat")
+    question = Message.objects.create(
+        tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "q"}]
+    )
+    answer = Message.objects.create(
+        tenant=tenant, session=session, role="assistant", parts=[{"type": "text", "text": "a"}]
+    )
+    turn = Turn.objects.create(
+        tenant=tenant,
+        session=session,
+        agent=agent,
+        input_message=question,
+        output_message=answer,
+        status=Turn.Status.COMPLETED,
+    )
+    call = ToolCall.objects.create(tenant=tenant, turn=turn, step=1, call_id=f"call-{tenant.slug}", name="calculator")
+    feedback = Feedback.objects.create(tenant=tenant, turn=turn, user=user, grade=5)
+    event = publish(tenant, "chat_complete", {"text": "a"}, session=session, turn=turn)
+    return [
+        str(session.pk),
+        str(question.pk),
+        str(answer.pk),
+        str(turn.pk),
+        str(call.pk),
+        call.call_id,
+        str(feedback.pk),
+        str(event["id"]),
+    ]

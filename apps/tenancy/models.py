@@ -124,6 +124,15 @@ class AuditLog(models.Model):
         KEY_CREATED = "api_key.created"
         KEY_REVOKED = "api_key.revoked"
         LOGIN_FAILED = "login.failed"
+        PROVIDER_CREATED = "provider.created"
+        PROVIDER_UPDATED = "provider.updated"
+        PROVIDER_DELETED = "provider.deleted"
+        PROVIDER_KEY_SET = "provider.key_set"
+        PROVIDER_KEY_DELETED = "provider.key_deleted"
+        PROVIDER_BREAKER_RESET = "provider.breaker_reset"
+        AGENT_CREATED = "agent.created"
+        AGENT_UPDATED = "agent.updated"
+        AGENT_DELETED = "agent.deleted"
 
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     # Null for events that belong to no tenant (a failed login with an unknown username).

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from rest_framework.exceptions import APIException
 
+from apps.agents.services import tenant_bootstrap_agents
 from apps.tenancy import services
 from apps.tenancy.principal import Actor
 
@@ -23,7 +25,13 @@ class Command(BaseCommand):
             if owner_user is None:
                 raise CommandError(f"No user '{owner}'. Create one with `python manage.py createsuperuser`.")
         try:
-            tenant = services.tenant_create(slug=slug, name=name, owner=owner_user, actor=Actor.system("cli"))
+            with transaction.atomic():
+                tenant = services.tenant_create(slug=slug, name=name, owner=owner_user, actor=Actor.system("cli"))
+                # A new tenant can chat at once: the offline model, or a provider set in the environment.
+                agent = tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("cli"))
         except APIException as exc:
             raise CommandError(str(exc.detail)) from exc
+        self.stdout.write(
+            f"Default agent '{agent.name}' answers with {agent.guide_model.ref if agent.guide_model else '-'}"
+        )
         self.stdout.write(self.style.SUCCESS(f"Created tenant {tenant.slug} ({tenant.pk})"))

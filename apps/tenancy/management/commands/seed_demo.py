@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.agents.services import tenant_bootstrap_agents
 from apps.tenancy import services
 from apps.tenancy.models import Role, Scope, Tenant
 from apps.tenancy.principal import Actor
@@ -48,6 +49,7 @@ class Command(BaseCommand):
             else:
                 password_line = "password: unchanged (the user existed already)"  # noqa: S105 - a message
             tenant = services.tenant_create(slug=DEMO_SLUG, name="Demo", owner=admin, actor=actor)
+            agent = tenant_bootstrap_agents(tenant=tenant, actor=actor)
             _, key = services.api_key_create(
                 tenant=tenant, actor=actor, name="demo", scopes=list(Scope.values), role=Role.OWNER, created_by=admin
             )
@@ -61,6 +63,7 @@ class Command(BaseCommand):
                     f"  API key:  {key}",
                     f"  Try:      curl -H 'Authorization: Bearer {key}' {base_url}/api/tenants/current",
                     f"  API docs: {base_url}/api/docs/",
+                    f"  Agent:    {agent.name} on {agent.guide_model.ref if agent.guide_model else 'no model'}",
                     banner,
                 ]
             )

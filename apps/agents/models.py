@@ -1,0 +1,117 @@
+"""Model providers, the model catalog and its prices, and agents."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from apps.core.models import TenantOwnedModel, TimestampedModel
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    OLLAMA = "ollama", "Ollama"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (vLLM, LM Studio, ...)"
+    OFFLINE = "offline", "Offline (built in, deterministic, no network)"
+
+
+class Provider(TenantOwnedModel):
+    """Where a tenant's models are served from. The API key is stored encrypted (Fernet)."""
+
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    name = models.SlugField(max_length=64, help_text="Unique per tenant; used in URLs and model references.")
+    base_url = models.URLField(max_length=500, blank=True, help_text="Empty: the provider's public endpoint.")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_hint = models.CharField(max_length=32, blank=True, editable=False, help_text="e.g. sk-…3xYz")
+    enabled = models.BooleanField(default=True)
+    # Options passed to the client (timeouts, headers, organisation); never secrets.
+    options = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="provider_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class ModelPrice(TimestampedModel):
+    """The platform-wide price table: what a model costs and can do, by model id.
+
+    Shipped with common OpenAI and Anthropic models (a data migration) and editable in the
+    admin. A catalog entry without its own prices uses the row whose `model_id` matches.
+    """
+
+    provider_kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    model_id = models.CharField(max_length=200, unique=True)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    context_window = models.PositiveIntegerField(default=128000)
+    supports_tools = models.BooleanField(default=True)
+    supports_vision = models.BooleanField(default=False)
+    supports_streaming = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["provider_kind", "model_id"]
+
+    def __str__(self) -> str:
+        return self.model_id
+
+
+class CatalogModel(TenantOwnedModel):
+    """A model a tenant can use, served by one of its providers."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200, help_text="The provider's name for the model, e.g. gpt-4o-mini.")
+    display_name = models.CharField(max_length=200, blank=True)
+    supports_tools = models.BooleanField(default=True)
+    supports_vision = models.BooleanField(default=False)
+    supports_streaming = models.BooleanField(default=True)
+    context_window = models.PositiveIntegerField(default=128000)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["provider__name", "model_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "provider", "model_id"], name="catalog_unique_model_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name}/{self.model_id}"
+
+    @property
+    def ref(self) -> str:
+        """How agents and the API name a model: `<provider name>/<model id>`."""
+        return f"{self.provider.name}/{self.model_id}"
+
+
+class Agent(TenantOwnedModel):
+    name = models.SlugField(max_length=64, help_text="Unique per tenant.")
+    description = models.TextField(blank=True)
+    system_prompt = models.TextField(blank=True)
+    persona = models.TextField(blank=True, help_text="Tone and character, added after the system prompt.")
+    # Models per role. guide: the default (and cheap) model; specialist: complex requests;
+    # vision: messages with images. Empty specialist/vision fall back to the guide.
+    guide_model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    specialist_model = models.ForeignKey(
+        CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    vision_model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # {require_tools: bool, require_vision: bool, max_cost_usd: number|null, preferred_models: [ref, ...]}
+    model_policy = models.JSONField(default=dict, blank=True)
+    max_steps = models.PositiveSmallIntegerField(default=10)
+    temperature = models.FloatField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    enabled_tools = models.JSONField(default=list, blank=True, help_text="Tool names this agent may call.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="agent_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name

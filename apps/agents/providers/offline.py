@@ -1,0 +1,146 @@
+"""The built-in offline provider: deterministic, no network, no key.
+
+It lets a fresh install complete real turns, tool calls included, and gives tests a model whose
+every answer is known in advance. Its answers start with "(offline model)" and its results carry
+`offline=True`, so nobody mistakes them for a real model's.
+
+Behaviour, decided from the conversation alone:
+
+1. The conversation ends with tool results -> a text answer summarising them
+   ("(offline model) current_time returned: ...").
+2. Otherwise, on the latest user message:
+   - it asks for the time or date and a `current_time` tool is offered -> call `current_time` `{}`;
+   - it contains an arithmetic expression and a `calculator` tool is offered ->
+     call `calculator` `{"expression": "<the expression>"}`;
+   - else a labeled echo of the message with a hint on configuring a real provider.
+Text streams through `on_text` word by word; usage counts ceil(characters / 4).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from apps.agents.providers.base import (
+    ChatMessage,
+    ChatResult,
+    ModelListing,
+    ProbeResult,
+    ToolCallRequest,
+    ToolSpec,
+    Usage,
+)
+from apps.agents.providers.common import content_text, image_parts
+from apps.agents.tokens import estimate_tokens
+
+OFFLINE_KIND = "offline"
+OFFLINE_MODEL = "offline-small"
+LABEL = "(offline model)"
+ECHO_LIMIT = 200
+TOOL_OUTPUT_LIMIT = 500
+CONFIGURE_HINT = "Configure a provider (OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST) for real answers."
+
+_TIME_RE = re.compile(r"\b(time|date|clock|today)\b|\bwhat day\b", re.IGNORECASE)
+# Digits, operators and parentheses, starting and ending on an operand.
+_EXPRESSION_RE = re.compile(r"[\d(.][\d\s.+\-*/^%()]*[\d).]")
+_HAS_OPERATION_RE = re.compile(r"[\d.)]\s*[-+*/^%]\s*[\d.(]")
+_WORD_RE = re.compile(r"\S+\s*|\s+")
+
+
+class OfflineClient:
+    kind = OFFLINE_KIND
+    name = "offline"
+
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        temperature: float | None = None,
+        max_output_tokens: int | None = None,
+        on_text: Callable[[str], None] = lambda _: None,
+    ) -> ChatResult:
+        served = model or OFFLINE_MODEL
+        input_tokens = estimate_tokens("".join(content_text(m.content) for m in messages))
+        offered = {tool.name for tool in tools}
+
+        trailing_results = _trailing_tool_results(messages)
+        if trailing_results:
+            return self._answer(_summarise(trailing_results), served, input_tokens, on_text)
+
+        user = next((m for m in reversed(messages) if m.role == "user"), None)
+        text = content_text(user.content).strip() if user else ""
+        number = 1 + sum(len(m.tool_calls) for m in messages if m.role == "assistant")
+        if "current_time" in offered and _TIME_RE.search(text):
+            return self._call("current_time", {}, number, served, input_tokens)
+        expression = find_expression(text)
+        if expression and "calculator" in offered:
+            return self._call("calculator", {"expression": expression}, number, served, input_tokens)
+
+        answer = f"{LABEL} I received: {text[:ECHO_LIMIT]}."
+        images = len(image_parts(user.content)) if user else 0
+        if images:
+            answer += f" I cannot see images ({images} attached)."
+        return self._answer(f"{answer} {CONFIGURE_HINT}", served, input_tokens, on_text)
+
+    def _answer(self, text: str, model: str, input_tokens: int, on_text: Callable[[str], None]) -> ChatResult:
+        for word in _WORD_RE.findall(text):
+            on_text(word)
+        return ChatResult(
+            text=text,
+            usage=Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(text)),
+            finish_reason="stop",
+            model=model,
+            provider_kind=self.kind,
+            offline=True,
+        )
+
+    def _call(self, name: str, arguments: dict, number: int, model: str, input_tokens: int) -> ChatResult:
+        raw = json.dumps(arguments)
+        return ChatResult(
+            text="",
+            tool_calls=[
+                ToolCallRequest(id=f"call_offline_{number}", name=name, arguments=arguments, raw_arguments=raw)
+            ],
+            usage=Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(name + raw)),
+            finish_reason="tool_calls",
+            model=model,
+            provider_kind=self.kind,
+            offline=True,
+        )
+
+    def list_models(self) -> list[ModelListing]:
+        return [ModelListing(id=OFFLINE_MODEL, owned_by="agentplatform")]
+
+    def probe(self) -> ProbeResult:
+        return ProbeResult(reachable=True, latency_ms=0.0, models_seen=1)
+
+
+def find_expression(text: str) -> str:
+    """The first arithmetic expression in `text` ("what is 12*(3+4)?" -> "12*(3+4)"), or ""."""
+    for match in _EXPRESSION_RE.finditer(text):
+        candidate = match.group(0).strip()
+        if _HAS_OPERATION_RE.search(candidate) and candidate.count("(") == candidate.count(")"):
+            return re.sub(r"\s+", "", candidate)
+    return ""
+
+
+def _trailing_tool_results(messages: list[ChatMessage]) -> list[ChatMessage]:
+    results: list[ChatMessage] = []
+    for message in reversed(messages):
+        if message.role != "tool":
+            break
+        results.append(message)
+    return list(reversed(results))
+
+
+def _summarise(results: list[ChatMessage]) -> str:
+    parts = []
+    for result in results:
+        output = content_text(result.content).strip()
+        if len(output) > TOOL_OUTPUT_LIMIT:
+            output = output[:TOOL_OUTPUT_LIMIT] + "…"
+        parts.append(f"{result.name or 'the tool'} returned: {output}")
+    return f"{LABEL} " + "; ".join(parts)

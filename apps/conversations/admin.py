@@ -1,0 +1,79 @@
+"""Operators' view of sessions, their messages, turns with their tool calls, and feedback."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ["created_at", "role", "text_preview", "metadata"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    @admin.display(description="Text")
+    def text_preview(self, obj) -> str:
+        return obj.text[:200]
+
+
+class ToolCallInline(admin.TabularInline):
+    model = ToolCall
+    extra = 0
+    fields = ["step", "name", "arguments", "status", "duration_ms", "error", "result"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "tenant", "agent", "mode", "archived", "last_activity_at"]
+    list_filter = ["mode", "archived", "tenant"]
+    search_fields = ["title", "nickname", "=id"]
+    readonly_fields = ["id", "tenant", "created_by", "created_at", "last_activity_at"]
+    inlines = [MessageInline]
+
+
+@admin.register(Turn)
+class TurnAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "tenant",
+        "session",
+        "status",
+        "model",
+        "step_count",
+        "tool_call_count",
+        "cost_usd",
+        "duration_ms",
+        "created_at",
+    ]
+    list_filter = ["status", "tenant"]
+    search_fields = ["=id", "=session__id", "model"]
+    readonly_fields = [f.name for f in Turn._meta.fields]
+    inlines = [ToolCallInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "tenant", "session", "role", "created_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["=id", "=session__id"]
+    readonly_fields = [f.name for f in Message._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = ["turn", "tenant", "user", "grade", "created_at"]
+    list_filter = ["grade", "tenant"]
+    search_fields = ["comment", "=turn__id"]
+    readonly_fields = ["tenant", "turn", "user", "created_at", "updated_at"]

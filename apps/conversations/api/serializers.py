@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+
+MAX_PARTS = 20
+MAX_TEXT_CHARS = 100_000
+
+
+class PartSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["text", "image", "file"])
+    text = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT_CHARS, trim_whitespace=False)
+    url = serializers.CharField(required=False, max_length=2_000_000, help_text="http(s) URL or a data: URI")
+    ref = serializers.CharField(required=False, max_length=500, help_text="A reference to a stored file")
+    mime_type = serializers.CharField(required=False, max_length=100)
+
+    def validate(self, attrs):
+        kind = attrs["type"]
+        if kind == "text" and not attrs.get("text", "").strip():
+            raise serializers.ValidationError({"text": ["A text part needs non-empty text."]})
+        if kind in ("image", "file") and not (attrs.get("url") or attrs.get("ref")):
+            raise serializers.ValidationError({"url": [f"An {kind} part needs a url or a ref."]})
+        url = attrs.get("url", "")
+        if url and not url.startswith(("http://", "https://", "data:")):
+            raise serializers.ValidationError({"url": ["Use an http(s) URL or a data: URI."]})
+        return attrs
+
+
+class MessagePostSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=[Message.Role.USER, Message.Role.SYSTEM], default=Message.Role.USER)
+    parts = PartSerializer(many=True, required=False)
+    text = serializers.CharField(
+        required=False, max_length=MAX_TEXT_CHARS, help_text="Shorthand for one text part.", trim_whitespace=False
+    )
+    auto_run = serializers.BooleanField(default=True, help_text="Queue a turn that answers this message.")
+
+    def validate(self, attrs):
+        parts = list(attrs.get("parts") or [])
+        if attrs.get("text"):
+            parts.insert(0, {"type": "text", "text": attrs.pop("text")})
+        if not parts:
+            raise serializers.ValidationError({"parts": ["Send at least one part (or `text`)."]})
+        if len(parts) > MAX_PARTS:
+            raise serializers.ValidationError({"parts": [f"At most {MAX_PARTS} parts."]})
+        attrs["parts"] = parts
+        return attrs
+
+
+class MessageAcceptedSerializer(serializers.Serializer):
+    message_id = serializers.UUIDField()
+    turn_id = serializers.UUIDField(allow_null=True)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    session_id = serializers.UUIDField(read_only=True)
+    text = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Message
+        fields = ["id", "session_id", "role", "parts", "text", "metadata", "created_at"]
+        read_only_fields = fields
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    agent = serializers.CharField(source="agent.name", read_only=True, default=None)
+    agent_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = ChatSession
+        fields = [
+            "id",
+            "agent",
+            "agent_id",
+            "title",
+            "nickname",
+            "mode",
+            "metadata",
+            "archived",
+            "created_at",
+            "last_activity_at",
+        ]
+        read_only_fields = fields
+
+
+class SessionWriteSerializer(serializers.Serializer):
+    agent = serializers.CharField(
+        required=False, max_length=128, help_text="Agent name or id; default: the tenant's first enabled agent."
+    )
+    title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    nickname = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    mode = serializers.ChoiceField(choices=ChatSession.Mode.choices, required=False)
+    metadata = serializers.JSONField(required=False)
+    archived = serializers.BooleanField(required=False)
+
+    def validate_metadata(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("An object.")
+        return value
+
+
+class TurnSerializer(serializers.ModelSerializer):
+    session_id = serializers.UUIDField(read_only=True)
+    input_message_id = serializers.UUIDField(read_only=True)
+    output_message_id = serializers.UUIDField(read_only=True, allow_null=True)
+    retry_of_id = serializers.UUIDField(read_only=True, allow_null=True)
+    agent = serializers.CharField(source="agent.name", read_only=True, default=None)
+
+    class Meta:
+        model = Turn
+        fields = [
+            "id",
+            "session_id",
+            "agent",
+            "status",
+            "attempt",
+            "input_message_id",
+            "output_message_id",
+            "retry_of_id",
+            "model",
+            "usage",
+            "cost_usd",
+            "step_count",
+            "tool_call_count",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "error",
+            "metadata",
+        ]
+        read_only_fields = fields
+
+
+class ToolCallSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ToolCall
+        fields = [
+            "id",
+            "step",
+            "call_id",
+            "name",
+            "arguments",
+            "result",
+            "status",
+            "policy",
+            "duration_ms",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    turn_id = serializers.UUIDField(read_only=True)
+    user = serializers.CharField(source="user.username", read_only=True, default=None)
+
+    class Meta:
+        model = Feedback
+        fields = ["id", "turn_id", "user", "grade", "comment", "created_at", "updated_at"]
+        read_only_fields = ["id", "turn_id", "user", "created_at", "updated_at"]
+
+
+class FeedbackWriteSerializer(serializers.Serializer):
+    grade = serializers.IntegerField(min_value=1, max_value=5)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+
+class AgentMessageSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=MAX_TEXT_CHARS, trim_whitespace=False)
+    sessionId = serializers.CharField(required=False, max_length=128)  # noqa: N815 - the reference API's name
+    agent = serializers.CharField(required=False, max_length=128)
+
+
+class AgentMessageReplySerializer(serializers.Serializer):
+    text = serializers.CharField()
+    sessionId = serializers.CharField()  # noqa: N815
+    turnId = serializers.CharField()  # noqa: N815
+    metadata = serializers.DictField()
+
+
+class TaskSerializer(serializers.Serializer):
+    topic = serializers.CharField(max_length=MAX_TEXT_CHARS)
+    agent = serializers.CharField(required=False, max_length=128)
+
+
+class TaskReplySerializer(serializers.Serializer):
+    taskId = serializers.CharField()  # noqa: N815
+    text = serializers.CharField()
+    metadata = serializers.DictField()

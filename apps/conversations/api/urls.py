@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from apps.conversations.api import views, views_sync
+
+router = SimpleRouter(trailing_slash=False)
+router.register("sessions", views.SessionViewSet, basename="session")
+
+urlpatterns = [
+    path("sessions/<str:session_id>/messages", views.SessionMessagesView.as_view(), name="session-messages"),
+    path(
+        "sessions/<str:session_id>/turns/<str:turn_id>/retry",
+        views.SessionTurnRetryView.as_view(),
+        name="session-turn-retry",
+    ),
+    path("turns/<str:turn_id>", views.TurnDetailView.as_view(), name="turn-detail"),
+    path("turns/<str:turn_id>/context", views.TurnContextView.as_view(), name="turn-context"),
+    path("turns/<str:turn_id>/tools", views.TurnToolsView.as_view(), name="turn-tools"),
+    path("turns/<str:turn_id>/model-selection", views.TurnModelSelectionView.as_view(), name="turn-model-selection"),
+    path("turns/<str:turn_id>/feedback", views.TurnFeedbackView.as_view(), name="turn-feedback"),
+    path("agent/message", views_sync.AgentMessageView.as_view(), name="agent-message"),
+    path("agent/message/stream", views_sync.AgentMessageStreamView.as_view(), name="agent-message-stream"),
+    path("agent/status", views_sync.AgentStatusView.as_view(), name="agent-status"),
+    path("tasks", views_sync.TaskView.as_view(), name="tasks"),
+    *router.urls,
+]

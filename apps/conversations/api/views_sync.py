@@ -1,0 +1,220 @@
+"""Synchronous faces: post a message and wait for the answer. They queue the same turn as
+`POST /api/sessions/{id}/messages` and wait for the worker; there is no second model loop."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from apps.agents.breaker import breaker_status
+from apps.conversations import selectors, services
+from apps.conversations.api.serializers import (
+    AgentMessageReplySerializer,
+    AgentMessageSerializer,
+    TaskReplySerializer,
+    TaskSerializer,
+)
+from apps.conversations.api.views import BUDGET_RESPONSE, SessionScopedMixin, budget_exhausted_response
+from apps.conversations.models import ChatSession, Message, Turn
+from apps.conversations.services import BudgetExhausted
+from apps.core.api.views import TenantAPIView
+from apps.core.errors import error_body
+from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
+from apps.events.streaming import sse_response, turn_event_frames
+from apps.tenancy.models import Role
+
+SYNC_ERRORS = {
+    500: OpenApiResponse(ErrorSerializer, description="The turn failed; `message` says why, `turnId` names it."),
+    504: OpenApiResponse(ErrorSerializer, description="Still running after SYNC_TURN_TIMEOUT_SECONDS; poll `turnId`."),
+}
+
+
+def turn_metadata(turn: Turn) -> dict:
+    output = turn.output_message.metadata if turn.output_message else {}
+    return {
+        "stepCount": turn.step_count,
+        "toolCallCount": turn.tool_call_count,
+        "durationMs": turn.duration_ms,
+        "model": turn.model,
+        "offline": bool(output.get("offline")),
+        "usage": turn.usage,
+        "costUsd": str(turn.cost_usd),
+        "status": turn.status,
+    }
+
+
+class SyncTurnMixin(SessionScopedMixin):
+    rate_limit_scope = "chat"
+    required_roles = {"POST": Role.MEMBER, "GET": Role.VIEWER}
+
+    def start_turn(self, *, text: str, session_id: str | None, agent_name: str | None, mode: str) -> Turn:
+        if session_id:
+            session = self.get_session(session_id)
+        else:
+            agent = selectors.agent_resolve(tenant=self.tenant, name_or_id=agent_name)
+            if agent is None:
+                raise ValidationError(
+                    {"agent": ["No such agent." if agent_name else "This tenant has no enabled agent."]}
+                )
+            session = services.session_create(
+                tenant=self.tenant, agent=agent, created_by=self.principal.user, title=text[:80], mode=mode
+            )
+        _, turn = services.message_post(
+            tenant=self.tenant,
+            session=session,
+            role=Message.Role.USER,
+            parts=[{"type": "text", "text": text}],
+            author=self.principal.user,
+        )
+        return turn
+
+    def wait(self, turn: Turn) -> Turn:
+        return selectors.wait_for_turn(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
+
+    def unfinished_response(self, turn: Turn, id_field: str) -> Response | None:
+        ids = {id_field: str(turn.pk), "sessionId": str(turn.session_id)}
+        if turn.status == Turn.Status.COMPLETED:
+            return None
+        if turn.status == Turn.Status.FAILED:
+            return Response(error_body("Turn failed", turn.error, **ids), status=500)
+        if turn.status == Turn.Status.CANCELLED:
+            return Response(
+                error_body("Turn cancelled", "The turn was cancelled before it answered.", **ids), status=409
+            )
+        if turn.status == Turn.Status.WAITING_APPROVAL:
+            return Response({"status": turn.status, "message": "A tool call waits for approval.", **ids}, status=202)
+        return Response(
+            error_body("Timeout", f"The turn is still {turn.status}; follow it at /api/turns/{turn.pk}.", **ids),
+            status=504,
+        )
+
+
+class AgentMessageView(SyncTurnMixin, TenantAPIView):
+    @extend_schema(
+        tags=["agent"],
+        summary="Send a message and wait for the answer",
+        description=(
+            "Continues `sessionId` or starts a session with `agent` (name or id; default the first enabled "
+            "agent), then waits up to SYNC_TURN_TIMEOUT_SECONDS for the turn. 202 when a tool call waits for approval."
+        ),
+        request=AgentMessageSerializer,
+        responses={200: AgentMessageReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
+    )
+    def post(self, request):
+        payload = AgentMessageSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            turn = self.start_turn(
+                text=data["text"],
+                session_id=data.get("sessionId"),
+                agent_name=data.get("agent"),
+                mode=ChatSession.Mode.CHAT,
+            )
+        except BudgetExhausted as exc:
+            return budget_exhausted_response(exc)
+        turn = self.wait(turn)
+        unfinished = self.unfinished_response(turn, "turnId")
+        if unfinished is not None:
+            return unfinished
+        return Response(
+            {
+                "text": turn.output_message.text,
+                "sessionId": str(turn.session_id),
+                "turnId": str(turn.pk),
+                "metadata": turn_metadata(turn),
+            }
+        )
+
+
+class AgentMessageStreamView(SyncTurnMixin, TenantAPIView):
+    @extend_schema(
+        tags=["agent"],
+        summary="Send a message and stream the turn's events (SSE)",
+        description=(
+            "Same input as `/api/agent/message`. Answers `text/event-stream`: each event is "
+            "`id: <n>`, `event: <type>`, `data: <envelope JSON>` — turn_started, decision, chat_token "
+            "(`data.delta`), tool_call, tool_result, then chat_complete, turn_failed or turn_cancelled."
+        ),
+        request=AgentMessageSerializer,
+        responses={(200, "text/event-stream"): OpenApiTypes.STR, **BUDGET_RESPONSE, **ERROR_RESPONSES},
+    )
+    def post(self, request):
+        payload = AgentMessageSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            turn = self.start_turn(
+                text=data["text"],
+                session_id=data.get("sessionId"),
+                agent_name=data.get("agent"),
+                mode=ChatSession.Mode.CHAT,
+            )
+        except BudgetExhausted as exc:
+            return budget_exhausted_response(exc)
+        frames = turn_event_frames(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
+        return sse_response(frames)
+
+
+class AgentStatusView(TenantAPIView):
+    @extend_schema(
+        tags=["agent"],
+        summary="Agents, active turns and provider breakers of this tenant",
+        responses={
+            200: inline_serializer(
+                "AgentStatus",
+                {
+                    "agents": serializers.ListField(child=serializers.DictField()),
+                    "activeTurns": serializers.IntegerField(),
+                    "breakers": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            **ERROR_RESPONSES,
+        },
+    )
+    def get(self, request):
+        from apps.agents.models import Agent
+
+        agents = [
+            {"name": a.name, "enabled": a.enabled, "guide_model": a.guide_model.ref if a.guide_model else None}
+            for a in Agent.objects.filter(tenant=self.tenant).select_related("guide_model__provider")
+        ]
+        return Response(
+            {
+                "agents": agents,
+                "activeTurns": selectors.active_turn_count(tenant=self.tenant),
+                "breakers": breaker_status(tenant=self.tenant),
+            }
+        )
+
+
+class TaskView(SyncTurnMixin, TenantAPIView):
+    @extend_schema(
+        tags=["agent"],
+        summary="Run a one-off task and wait for its result",
+        description="Starts a `task` session with `agent` (default: the first enabled agent) on `topic` and waits. "
+        'On failure: 500 `{"error", "message", "taskId"}`.',
+        request=TaskSerializer,
+        responses={200: TaskReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
+    )
+    def post(self, request):
+        payload = TaskSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            turn = self.start_turn(
+                text=payload.validated_data["topic"],
+                session_id=None,
+                agent_name=payload.validated_data.get("agent"),
+                mode=ChatSession.Mode.TASK,
+            )
+        except BudgetExhausted as exc:
+            return budget_exhausted_response(exc)
+        turn = self.wait(turn)
+        unfinished = self.unfinished_response(turn, "taskId")
+        if unfinished is not None:
+            return unfinished
+        return Response({"taskId": str(turn.pk), "text": turn.output_message.text, "metadata": turn_metadata(turn)})

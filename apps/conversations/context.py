@@ -1,0 +1,99 @@
+"""Context assembly: what a turn sends to the model, and the snapshot the observatory shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.agents.providers.base import ChatMessage, ToolSpec
+from apps.agents.routing import estimate_tokens
+from apps.conversations.models import Message, Turn
+from apps.tools.registry import Tool, tools_for_agent
+
+# The history window: the most recent messages, newest kept first, within both limits.
+HISTORY_MAX_MESSAGES = 20
+HISTORY_MAX_TOKENS = 6000
+
+
+@dataclass
+class TurnContext:
+    messages: list[ChatMessage]
+    tools: list[Tool]
+    input_text: str
+    has_images: bool
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tool_specs(self) -> list[ToolSpec]:
+        return [ToolSpec(name=t.name, description=t.description, parameters=t.parameters) for t in self.tools]
+
+
+def system_prompt_for(agent) -> str:
+    sections = [agent.system_prompt.strip()]
+    if agent.persona.strip():
+        sections.append(f"Persona: {agent.persona.strip()}")
+    return "\n\n".join(s for s in sections if s)
+
+
+def _model_content(message: Message) -> str | list[dict[str, Any]]:
+    """Text for text-only messages; a list of parts when there are images to show the model."""
+    if not message.has_images:
+        return message.text
+    parts: list[dict[str, Any]] = []
+    for part in message.parts:
+        if part.get("type") == "text" and part.get("text"):
+            parts.append({"type": "text", "text": part["text"]})
+        elif part.get("type") == "image" and (part.get("url") or part.get("ref")):
+            parts.append(
+                {"type": "image", "url": part.get("url") or part.get("ref"), "mime_type": part.get("mime_type", "")}
+            )
+    return parts
+
+
+def _history(turn: Turn) -> list[Message]:
+    earlier = (
+        Message.objects.filter(
+            session_id=turn.session_id,
+            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
+            created_at__lt=turn.input_message.created_at,
+        )
+        .exclude(pk=turn.input_message_id)
+        .order_by("-created_at")[:HISTORY_MAX_MESSAGES]
+    )
+    kept, budget = [], HISTORY_MAX_TOKENS
+    for message in earlier:
+        cost = estimate_tokens(message.text)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(message)
+    return list(reversed(kept))
+
+
+def build_context(*, turn: Turn, agent) -> TurnContext:
+    system = system_prompt_for(agent)
+    history = _history(turn)
+    tools = tools_for_agent(agent)
+    input_message = turn.input_message
+
+    messages = [ChatMessage(role="system", content=system)] if system else []
+    messages += [ChatMessage(role=m.role, content=_model_content(m)) for m in history]
+    messages.append(ChatMessage(role="user", content=_model_content(input_message)))
+
+    input_tokens = estimate_tokens(system) + sum(estimate_tokens(m.text) for m in history)
+    input_tokens += estimate_tokens(input_message.text)
+    snapshot = {
+        "system_prompt": system,
+        "history": [{"message_id": str(m.pk), "role": m.role, "text": m.text} for m in history],
+        "retrieved": [],
+        "tools": [{"name": t.name, "description": t.description, "side_effect": t.side_effect} for t in tools],
+        "input": input_message.parts,
+        "estimated_input_tokens": input_tokens,
+    }
+    return TurnContext(
+        messages=messages,
+        tools=tools,
+        input_text=input_message.text,
+        has_images=input_message.has_images,
+        snapshot=snapshot,
+    )

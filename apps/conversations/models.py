@@ -1,0 +1,163 @@
+"""Chat sessions, their messages, the turns that answer them, tool calls and feedback."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TenantOwnedModel
+
+
+class ChatSession(TenantOwnedModel):
+    class Mode(models.TextChoices):
+        CHAT = "chat", "Chat"
+        SPEC = "spec", "Spec"
+        TASK = "task", "Task"
+
+    agent = models.ForeignKey("agents.Agent", null=True, on_delete=models.SET_NULL, related_name="sessions")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=200, blank=True)
+    nickname = models.CharField(max_length=100, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.CHAT)
+    metadata = models.JSONField(default=dict, blank=True)
+    archived = models.BooleanField(default=False)
+    last_activity_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+        indexes = [models.Index(fields=["tenant", "-last_activity_at"], name="session_tenant_recent")]
+
+    def __str__(self) -> str:
+        return self.title or str(self.pk)
+
+
+class Message(TenantOwnedModel):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+        TOOL = "tool", "Tool"
+        SYSTEM = "system", "System"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # [{"type": "text"|"image"|"file", "text"?: str, "url"?: str, "ref"?: str, "mime_type"?: str}]
+    parts = models.JSONField(default=list)
+    # e.g. {"redactions": [{"type": ...}], "offline": true, "stop_reason": "max_steps"}
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["session", "created_at"], name="message_session_order")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"
+
+    @property
+    def text(self) -> str:
+        return "\n".join(p.get("text", "") for p in self.parts if p.get("type") == "text")
+
+    @property
+    def has_images(self) -> bool:
+        return any(p.get("type") == "image" for p in self.parts)
+
+
+class Turn(TenantOwnedModel):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        WAITING_APPROVAL = "waiting_approval", "Waiting for approval"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.WAITING_APPROVAL)
+    FINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="turns")
+    agent = models.ForeignKey("agents.Agent", null=True, on_delete=models.SET_NULL, related_name="+")
+    input_message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    output_message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    # A worker owns a running turn until this time and extends it as it works; a redelivered
+    # task takes over only once it has passed (the first worker died).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    model = models.CharField(max_length=300, blank=True, help_text="The model that answered: <provider>/<model>.")
+    model_selection = models.JSONField(default=dict, blank=True)
+    context_snapshot = models.JSONField(default=dict, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    step_count = models.PositiveSmallIntegerField(default=0)
+    tool_call_count = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(fields=["session", "created_at"], name="turn_session_order"),
+            models.Index(fields=["tenant", "created_at"], name="turn_tenant_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"turn {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+
+class ToolCall(TenantOwnedModel):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        WAITING_APPROVAL = "waiting_approval", "Waiting for approval"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        DENIED = "denied", "Denied"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="tool_calls")
+    step = models.PositiveSmallIntegerField()
+    call_id = models.CharField(max_length=200, help_text="The model's id for the call.")
+    name = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict, blank=True)
+    result = models.TextField(blank=True, help_text="What the model was shown (capped).")
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
+    policy = models.JSONField(default=dict, blank=True, help_text="The policy decision and its reason.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["step", "created_at"]
+        constraints = [models.UniqueConstraint(fields=["turn", "call_id"], name="toolcall_unique_per_turn")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class Feedback(TenantOwnedModel):
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    grade = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(grade__gte=1) & Q(grade__lte=5), name="feedback_grade_1_to_5"),
+            # One grade per person per turn; keys without a person share one (nulls not distinct).
+            models.UniqueConstraint(fields=["turn", "user"], name="feedback_one_per_user", nulls_distinct=False),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grade}/5 on {self.turn_id}"

@@ -1,0 +1,82 @@
+"""Reads in conversations, always scoped to a tenant."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from django.db.models import QuerySet
+
+from apps.agents.models import Agent
+from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+from apps.core.ids import parse_uuid
+
+
+def agent_resolve(*, tenant, name_or_id: str | None) -> Agent | None:
+    """An agent by id or name; without one, the tenant's first enabled agent."""
+    agents = Agent.objects.filter(tenant=tenant)
+    if not name_or_id:
+        return agents.filter(enabled=True).order_by("created_at").first()
+    as_uuid = parse_uuid(name_or_id)
+    if as_uuid is not None:
+        found = agents.filter(pk=as_uuid).first()
+        if found is not None:
+            return found
+    return agents.filter(name=name_or_id).first()
+
+
+def session_list(*, tenant, include_archived: bool = True) -> QuerySet[ChatSession]:
+    sessions = ChatSession.objects.filter(tenant=tenant).select_related("agent").order_by("-last_activity_at")
+    return sessions if include_archived else sessions.filter(archived=False)
+
+
+def session_get(*, tenant, session_id: uuid.UUID) -> ChatSession | None:
+    return session_list(tenant=tenant).filter(pk=session_id).first()
+
+
+def message_list(*, tenant, session: ChatSession) -> QuerySet[Message]:
+    return Message.objects.filter(tenant=tenant, session=session).order_by("created_at")
+
+
+def turn_list(*, tenant, session: ChatSession | None = None) -> QuerySet[Turn]:
+    turns = Turn.objects.filter(tenant=tenant).select_related("agent")
+    if session is not None:
+        turns = turns.filter(session=session)
+    return turns.order_by("created_at")
+
+
+def turn_get(*, tenant, turn_id: uuid.UUID) -> Turn | None:
+    return turn_list(tenant=tenant).filter(pk=turn_id).first()
+
+
+def tool_call_list(*, tenant, turn: Turn) -> QuerySet[ToolCall]:
+    return ToolCall.objects.filter(tenant=tenant, turn=turn).order_by("step", "created_at")
+
+
+def feedback_list(*, tenant, turn: Turn | None = None, session: ChatSession | None = None) -> QuerySet[Feedback]:
+    feedback = Feedback.objects.filter(tenant=tenant).select_related("user")
+    if turn is not None:
+        feedback = feedback.filter(turn=turn)
+    if session is not None:
+        feedback = feedback.filter(turn__session=session)
+    return feedback.order_by("-created_at")
+
+
+def active_turn_count(*, tenant) -> int:
+    return Turn.objects.filter(tenant=tenant, status__in=Turn.ACTIVE).count()
+
+
+def wait_for_turn(*, tenant, turn_id: uuid.UUID, timeout: float) -> Turn:
+    """Poll one indexed row until the turn leaves the queue and the worker, or time runs out.
+
+    The synchronous faces use this: they run the very same engine on a worker and only wait.
+    The poll starts fast (a short turn answers in tens of milliseconds) and backs off.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        turn = Turn.objects.select_related("output_message").get(tenant=tenant, pk=turn_id)
+        if turn.is_final or turn.status == Turn.Status.WAITING_APPROVAL or time.monotonic() >= deadline:
+            return turn
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.2)

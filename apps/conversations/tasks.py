@@ -1,0 +1,40 @@
+"""Thin Celery tasks: take ids, call the engine, safe to deliver twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.conversations import engine
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # bounded by the turn's own attempt counter (TURN_MAX_ATTEMPTS)
+    ignore_result=True,
+)
+def execute_turn(self, turn_id: str) -> None:
+    outcome = engine.turn_execute(turn_id=turn_id)
+    if outcome.retry_in is not None:
+        # Another worker holds the turn's lease; look again once it has had time to expire.
+        raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(ignore_result=True)
+def recover_stale_turns() -> int:
+    """Requeue turns whose worker vanished (lease expired) or whose task was lost (queued too long).
+
+    execute_turn is idempotent, so sending a turn that is in fact fine costs one cheap claim.
+    """
+    from django.core.cache import cache
+
+    from apps.conversations.services import turn_ids_needing_recovery
+
+    sent = 0
+    for turn_id in turn_ids_needing_recovery():
+        # Once per turn per window: a long queue must not be re-sent every run and grow.
+        if cache.add(f"turn-recovery:{turn_id}", 1, timeout=300):
+            execute_turn.delay(str(turn_id))
+            sent += 1
+    return sent

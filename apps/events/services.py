@@ -1,0 +1,63 @@
+"""publish(): the one way anything emits an event."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.db import transaction
+
+from apps.events.models import Event
+
+logger = logging.getLogger(__name__)
+
+
+def tenant_group(tenant_id) -> str:
+    return f"tenant.{tenant_id}"
+
+
+def session_group(session_id) -> str:
+    return f"session.{session_id}"
+
+
+def envelope(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "tenant": str(event.tenant_id),
+        "session_id": str(event.session_id) if event.session_id else None,
+        "turn_id": str(event.turn_id) if event.turn_id else None,
+        "ts": event.created_at.isoformat().replace("+00:00", "Z"),
+        "data": event.data,
+    }
+
+
+def publish(tenant, type: str, data: dict[str, Any] | None = None, *, session=None, turn=None) -> dict[str, Any]:
+    """Append an event to the log and push it to the tenant's and the session's channel groups.
+
+    The log row is the truth (replay reads it); the push is best effort and happens after the
+    surrounding transaction commits, so a client never sees an event it could not replay.
+    `session` and `turn` may be objects or ids.
+    """
+    session_id = getattr(session, "pk", session)
+    turn_id = getattr(turn, "pk", turn)
+    event = Event.objects.create(
+        tenant_id=getattr(tenant, "pk", tenant), session_id=session_id, turn_id=turn_id, type=type, data=data or {}
+    )
+    message = envelope(event)
+    transaction.on_commit(lambda: _push(message))
+    return message
+
+
+def _push(message: dict[str, Any]) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    payload = {"type": "event.push", "event": message}
+    try:
+        async_to_sync(layer.group_send)(tenant_group(message["tenant"]), payload)
+    except Exception as exc:  # noqa: BLE001 - live push is best effort; clients replay from the log
+        logger.warning("event push failed for event %s: %s", message["id"], exc)

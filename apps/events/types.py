@@ -1,0 +1,17 @@
+"""Event types. Clients switch on these strings; add, never rename."""
+
+from __future__ import annotations
+
+TURN_STARTED = "turn_started"
+CHAT_TOKEN = "chat_token"  # noqa: S105 - an event name. data: {"delta": str}; deltas batched every TOKEN_BATCH_MS
+DECISION = "decision"  # data: the model selection, or a fallback to the next model
+TOOL_CALL = "tool_call"
+TOOL_RESULT = "tool_result"
+CHAT_COMPLETE = "chat_complete"
+TURN_FAILED = "turn_failed"
+TURN_CANCELLED = "turn_cancelled"
+SESSION_UPDATED = "session_updated"
+APPROVAL_REQUEST = "approval_request"  # a tool call waits for a human decision
+
+# A turn's stream ends with exactly one of these.
+FINAL_TYPES = frozenset({CHAT_COMPLETE, TURN_FAILED, TURN_CANCELLED})

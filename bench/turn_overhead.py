@@ -1,0 +1,230 @@
+"""Platform overhead per turn: from POST /messages to chat_complete in the event log, minus the
+model's time, over a live daphne and a real Celery worker, against the stub model server
+(tests/stubs) answering at once.
+
+Run with `make bench-turns` (it starts the embedded services if needed). For each client
+concurrency (1 and 10 by default) it posts N messages and reports:
+
+- overhead p50/p95/max: chat_complete's timestamp - the moment the POST was sent - the time the
+  worker spent inside the model call (the turn records it in metadata.timings.model_ms);
+- where the time goes (p50): POST answered, queue wait (turn created → claimed by a worker);
+- turns per second at that concurrency.
+
+DESIGN.md's budget: overhead p50 ≤ 25 ms, p95 ≤ 60 ms on 2 cores with everything on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pct(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def _setup(stub_url: str) -> tuple[str, str]:
+    """A bench tenant whose agent answers from the stub; returns (API key, agent name)."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "--noinput", verbosity=0)
+    from apps.agents import services as agents
+    from apps.agents.models import Agent, CatalogModel, Provider
+    from apps.tenancy import services as tenancy
+    from apps.tenancy.models import Tenant
+    from apps.tenancy.principal import Actor
+
+    actor = Actor.system("bench")
+    tenant = Tenant.objects.filter(slug="bench-turns").first() or tenancy.tenant_create(
+        slug="bench-turns", name="Turn benchmark", actor=actor
+    )
+    Agent.objects.filter(tenant=tenant).delete()
+    Provider.objects.filter(tenant=tenant).delete()
+    provider = agents.provider_create(
+        tenant=tenant, actor=actor, kind="openai_compatible", name="stub", base_url=stub_url, api_key="bench"
+    )
+    model = CatalogModel.objects.create(tenant=tenant, provider=provider, model_id="stub-model", supports_tools=True)
+    Agent.objects.create(
+        tenant=tenant, name="bench", system_prompt="You are terse.", guide_model=model, enabled_tools=[]
+    )
+    _, key = tenancy.api_key_create(tenant=tenant, actor=actor, name="bench", scopes=["read", "write"])
+    return key, "bench"
+
+
+def _wait_complete(turn_id: str, timeout: float = 60.0):
+    from apps.conversations.models import Turn
+    from apps.events.models import Event
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = Event.objects.filter(turn_id=turn_id, type__in=["chat_complete", "turn_failed"]).first()
+        if event is not None:
+            if event.type != "chat_complete":
+                raise RuntimeError(f"turn {turn_id} failed: {event.data}")
+            return event, Turn.objects.get(pk=turn_id)
+        time.sleep(0.002)
+    raise TimeoutError(turn_id)
+
+
+def _run(base: str, key: str, agent: str, clients: int, turns: int) -> dict:
+    headers = {"Authorization": f"Bearer {key}"}
+    samples: list[dict] = []
+    lock = threading.Lock()
+
+    def client(count: int) -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+            session = http.post("/api/sessions", json={"agent": agent}).json()["id"]
+            for _ in range(count):
+                sent = time.time()
+                response = http.post(f"/api/sessions/{session}/messages", json={"text": "ping"})
+                answered = time.time()
+                response.raise_for_status()
+                event, turn = _wait_complete(response.json()["turn_id"])
+                complete = event.created_at.timestamp()
+                model_ms = turn.metadata.get("timings", {}).get("model_ms", 0.0)
+                with lock:
+                    samples.append(
+                        {
+                            "overhead": (complete - sent) * 1000 - model_ms,
+                            "post": (answered - sent) * 1000,
+                            "queue": (turn.started_at - turn.created_at).total_seconds() * 1000,
+                            "model": model_ms,
+                        }
+                    )
+
+    per_client = max(1, turns // clients)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(client, [per_client] * clients))
+    elapsed = time.perf_counter() - started
+    overhead = [s["overhead"] for s in samples]
+    return {
+        "clients": clients,
+        "turns": len(samples),
+        "p50": _pct(overhead, 50),
+        "p95": _pct(overhead, 95),
+        "max": max(overhead),
+        "post_p50": statistics.median(s["post"] for s in samples),
+        "queue_p50": statistics.median(s["queue"] for s in samples),
+        "model_p50": statistics.median(s["model"] for s in samples),
+        "tps": len(samples) / elapsed,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--turns", type=int, default=200, help="turns per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--worker-concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    from tests.stubs.model_server import Reply, start_stub_server
+
+    with start_stub_server() as stub:
+        stub.default_reply = Reply(text="pong")
+        key, agent = _setup(stub.openai_base_url)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        env = {
+            **os.environ,
+            "API_RATE_LIMIT": "100000000/minute",
+            "CHAT_RATE_LIMIT": "100000000/minute",
+            "LOG_LEVEL": "WARNING",
+        }
+        port = _free_port()
+        bin_dir = Path(sys.executable).parent
+        processes = [
+            subprocess.Popen(
+                [str(bin_dir / "daphne"), "-p", str(port), "agentplatform.asgi:application"],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [
+                    str(bin_dir / "celery"),
+                    "-A",
+                    "agentplatform",
+                    "worker",
+                    "-l",
+                    "warning",
+                    "--concurrency",
+                    str(args.worker_concurrency),
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    f"bench-{os.getpid()}@%h",
+                ],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        ]
+        base = f"http://127.0.0.1:{port}"
+        try:
+            from agentplatform.celery import app as celery_app
+
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    web_up = httpx.get(f"{base}/health", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    web_up = False
+                if web_up and celery_app.control.ping(timeout=0.5):
+                    break
+                if time.monotonic() > deadline:
+                    print("daphne or the worker did not start", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+            _run(base, key, agent, clients=2, turns=20)  # warm-up: worker processes, pools, imports
+
+            print(
+                f"Turn overhead (POST sent → chat_complete, minus model time), worker concurrency "
+                f"{args.worker_concurrency}, stub model answering at once"
+            )
+            print(
+                f"{'clients':>7} {'turns':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'POST p50':>9} "
+                f"{'queue p50':>10} {'model p50':>10} {'turns/s':>8}"
+            )
+            for clients in args.concurrency:
+                r = _run(base, key, agent, clients=clients, turns=args.turns)
+                print(
+                    f"{r['clients']:>7} {r['turns']:>6} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['max']:>8.1f} "
+                    f"{r['post_p50']:>9.1f} {r['queue_p50']:>10.1f} {r['model_p50']:>10.1f} {r['tps']:>8.1f}"
+                )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(15)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The operators' pages: they render, and a provider's key never appears on them."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.agents import services
+from apps.agents.crypto import decrypt_secret
+from apps.agents.models import Agent, CatalogModel, ModelPrice, Provider
+from apps.tenancy.models import AuditLog
+from apps.tenancy.principal import Actor
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "sk-admin-entered-secret-0000WXYZ"
+
+
+@pytest.fixture
+def operator(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def bootstrapped(tenant):
+    return services.tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
+
+
+@pytest.mark.parametrize("model", ["provider", "modelprice", "catalogmodel", "agent"])
+def test_changelists_and_forms_render(operator, bootstrapped, model):
+    assert operator.get(f"/admin/agents/{model}/").status_code == 200
+    assert operator.get(f"/admin/agents/{model}/add/").status_code == 200
+
+
+def test_change_pages_render(operator, bootstrapped):
+    provider = Provider.objects.get(tenant=bootstrapped.tenant)
+    catalog = CatalogModel.objects.get(tenant=bootstrapped.tenant)
+    for url in (
+        f"/admin/agents/provider/{provider.pk}/change/",
+        f"/admin/agents/catalogmodel/{catalog.pk}/change/",
+        f"/admin/agents/agent/{bootstrapped.pk}/change/",
+        f"/admin/agents/modelprice/{ModelPrice.objects.get(model_id='gpt-4o').pk}/change/",
+    ):
+        assert operator.get(url).status_code == 200, url
+
+
+def test_adding_a_provider_encrypts_the_key_and_no_page_shows_it(operator, tenant):
+    response = operator.post(
+        "/admin/agents/provider/add/",
+        {
+            "tenant": tenant.pk,
+            "name": "from-admin",
+            "kind": "openai",
+            "base_url": "",
+            "enabled": "on",
+            "options": "{}",
+            "new_api_key": SECRET,
+            "models-TOTAL_FORMS": "0",
+            "models-INITIAL_FORMS": "0",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    provider = Provider.objects.get(tenant=tenant, name="from-admin")
+    assert decrypt_secret(provider.api_key_encrypted) == SECRET
+    assert provider.api_key_hint == "sk-…WXYZ"
+    assert provider.models.filter(model_id="gpt-4o-mini").exists()  # the service made the catalog
+    assert AuditLog.objects.filter(action="provider.created", target_id=str(provider.pk)).exists()
+    for url in ("/admin/agents/provider/", f"/admin/agents/provider/{provider.pk}/change/"):
+        html = operator.get(url).content.decode()
+        assert SECRET not in html
+        assert provider.api_key_encrypted not in html
+        assert "sk-…WXYZ" in html
+
+
+def test_changing_and_clearing_the_key_in_the_admin(operator, tenant):
+    provider = services.provider_create(
+        tenant=tenant, actor=Actor.system("test"), kind="openai", name="p", api_key="sk-old-key-111111", models=[]
+    )
+    form = {"name": "p", "base_url": "", "enabled": "on", "options": "{}", "models-TOTAL_FORMS": "0",
+            "models-INITIAL_FORMS": "0"}  # fmt: skip
+    operator.post(f"/admin/agents/provider/{provider.pk}/change/", {**form, "new_api_key": SECRET})
+    provider.refresh_from_db()
+    assert decrypt_secret(provider.api_key_encrypted) == SECRET
+    operator.post(f"/admin/agents/provider/{provider.pk}/change/", {**form, "clear_api_key": "on"})
+    provider.refresh_from_db()
+    assert (provider.api_key_encrypted, provider.api_key_hint) == ("", "")
+
+
+def test_an_agent_cannot_get_another_tenants_model(operator, bootstrapped, other_tenant):
+    theirs = services.tenant_bootstrap_agents(tenant=other_tenant, actor=Actor.system("test"))
+    response = operator.post(
+        f"/admin/agents/agent/{bootstrapped.pk}/change/",
+        {
+            "tenant": bootstrapped.tenant.pk,
+            "name": "assistant",
+            "guide_model": theirs.guide_model.pk,
+            "model_policy": "{}",
+            "max_steps": 10,
+            "enabled_tools": "[]",
+        },
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert "another tenant" in response.content.decode()
+    assert Agent.objects.get(pk=bootstrapped.pk).guide_model_id == bootstrapped.guide_model_id

@@ -1,0 +1,79 @@
+"""Real processes for end-to-end flows: a Celery worker on the embedded Redis, against the test
+database, so turns run exactly as they do under `make run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from agentplatform.celery import app as celery_app
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DB_POOL_MAX_SIZE": "4",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = open(BASE_DIR / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "agentplatform",
+            "worker",
+            "--concurrency",
+            "2",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-worker-{os.getpid()}@%h",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(timeout=0.5):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Celery worker did not start; see {log.name}")
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+
+
+@pytest.fixture
+def real_worker(celery_worker_process):
+    """Tasks go to the broker and the worker process runs them (no inline execution)."""
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    yield celery_worker_process
+    celery_app.conf.task_always_eager = eager

@@ -1,0 +1,1 @@
+"""Local stand-ins for services outside our control, speaking their real wire protocols."""
