@@ -32,6 +32,8 @@ import httpx
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
+# This process polls the event log from one thread per client; give each its own connection.
+os.environ.setdefault("DB_POOL_MAX_SIZE", "40")
 
 
 def _free_port() -> int:
@@ -97,6 +99,14 @@ def _run(base: str, key: str, agent: str, clients: int, turns: int) -> dict:
     lock = threading.Lock()
 
     def client(count: int) -> None:
+        from django.db import connection
+
+        try:
+            _client_turns(count)
+        finally:
+            connection.close()  # hand the thread's connection back to the pool
+
+    def _client_turns(count: int) -> None:
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
             session = http.post("/api/sessions", json={"agent": agent}).json()["id"]
             for _ in range(count):

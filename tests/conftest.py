@@ -13,10 +13,13 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from agentplatform.celery import app as celery_app
+from apps.agents import services as agent_services
+from apps.agents.models import Provider, ProviderKind
 from apps.tenancy import services
 from apps.tenancy.models import Role, Scope, Tenant
 from apps.tenancy.principal import Actor
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.stubs.model_server import StubModelServer, model_server  # noqa: F401 - a fixture for every test
 
 TEST_REDIS_DB = 15
 
@@ -107,3 +110,39 @@ def owner_client(tenant, make_client) -> APIClient:
 @pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def fast_providers(settings):
+    """No SDK retries and a short timeout: a scripted failure surfaces at once."""
+    settings.PROVIDER_MAX_RETRIES = 0
+    settings.PROVIDER_TIMEOUT_SECONDS = 5.0
+
+
+@pytest.fixture
+def make_provider(db, model_server: StubModelServer) -> Callable[..., Provider]:  # noqa: F811 - the imported fixture
+    """`make_provider(tenant, kind="openai", name=..., api_key=..., models=[...])`: a provider whose
+    endpoint is the stub server (the right base URL for the kind's protocol)."""
+
+    def make(
+        tenant: Tenant,
+        *,
+        kind: str = ProviderKind.OPENAI,
+        name: str | None = None,
+        api_key: str = "sk-test-key-0123456789",
+        models: list[str] | None = None,
+        **kwargs,
+    ) -> Provider:
+        base_url = model_server.anthropic_base_url if kind == ProviderKind.ANTHROPIC else model_server.openai_base_url
+        return agent_services.provider_create(
+            tenant=tenant,
+            actor=Actor.system("test"),
+            kind=kind,
+            name=name or f"stub-{kind}".replace("_", "-"),
+            base_url=base_url,
+            api_key=api_key,
+            models=["stub-small"] if models is None else models,
+            **kwargs,
+        )
+
+    return make

@@ -12,8 +12,7 @@ from apps.agents.models import Agent, CatalogModel, ProviderKind
 from apps.conversations import cancellation, services
 from apps.conversations.models import ToolCall, Turn
 from apps.events.models import Event
-from tests.agents.conftest import fast_providers, make_provider  # noqa: F401 - fixtures
-from tests.stubs.model_server import Reply, model_server  # noqa: F401 - fixture
+from tests.stubs.model_server import Reply
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_providers")]
 
