@@ -13,6 +13,7 @@ twice, or a worker that dies mid-turn, never produces two answers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from django.utils import timezone
 
 from apps.agents import routing
 from apps.agents.breaker import guarded_chat
-from apps.agents.models import Provider
 from apps.agents.providers.base import (
     ChatMessage,
     ChatResult,
@@ -127,6 +127,13 @@ def _claim(turn_id: str) -> tuple[Turn | None, ExecuteOutcome]:
         turn.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
         turn.started_at = turn.started_at or now
         turn.save(update_fields=["attempt", "status", "lease_expires_at", "started_at", "updated_at"])
+        publish(
+            turn.tenant,
+            ev.TURN_STARTED,
+            {"attempt": turn.attempt, "agent": getattr(turn.agent, "name", None)},
+            session=turn.session_id,
+            turn=turn,
+        )
     return turn, ExecuteOutcome("ran")
 
 
@@ -180,7 +187,6 @@ class TurnRunner:
         self.offline = False
         self.model_ms = 0.0  # time spent waiting on models, for the overhead figures
         self.tool_ms = 0.0
-        self._providers: dict = {}
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -195,24 +201,23 @@ class TurnRunner:
             self._refresh_lease()
 
     def _refresh_lease(self) -> None:
-        extended = Turn.objects.filter(pk=self.turn.pk, status=Turn.Status.RUNNING, attempt=self.turn.attempt).update(
+        """Extend our lease; also where the database's cancel flag is read, in case the fast
+        flag in Redis was lost (a Redis restart)."""
+        owned = Turn.objects.filter(pk=self.turn.pk, status=Turn.Status.RUNNING, attempt=self.turn.attempt)
+        if not owned.filter(cancel_requested=False).update(
             lease_expires_at=timezone.now() + timedelta(seconds=LEASE_SECONDS)
-        )
-        if not extended:
-            if Turn.objects.filter(pk=self.turn.pk, cancel_requested=True).exists():
+        ):
+            if owned.filter(cancel_requested=True).exists():
                 raise TurnCancelled
             raise LostOwnership
         self.last_lease_refresh = time.monotonic()
 
     def _step_boundary(self) -> None:
         self.checkpoint()
-        if Turn.objects.filter(pk=self.turn.pk, cancel_requested=True).exists():
-            raise TurnCancelled  # the flag in Redis may have been lost; the column is the record
 
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.emit(ev.TURN_STARTED, {"attempt": self.turn.attempt, "agent": getattr(self.agent, "name", None)})
         try:
             if self.agent is None or not self.agent.enabled:
                 raise TurnFailure("The session's agent is missing or disabled.")
@@ -247,8 +252,9 @@ class TurnRunner:
             Turn.objects.filter(pk=self.turn.pk).update(context_snapshot=context.snapshot)
             raise TurnFailure(str(exc)) from exc
         chosen = selection.as_json()
-        Turn.objects.filter(pk=self.turn.pk).update(context_snapshot=context.snapshot, model_selection=chosen)
-        self.emit(ev.DECISION, chosen)
+        with transaction.atomic():  # the decision and its record commit together
+            Turn.objects.filter(pk=self.turn.pk).update(context_snapshot=context.snapshot, model_selection=chosen)
+            self.emit(ev.DECISION, chosen)
         return selection
 
     def _loop(self, context: TurnContext, selection: routing.ModelSelection) -> tuple[str, str]:
@@ -270,11 +276,6 @@ class TurnRunner:
         note = f"\n\n[Stopped after {self.agent.max_steps} steps without a final answer.]"
         return "".join(self.answer_so_far) + note, "max_steps"
 
-    def _provider(self, provider_id) -> Provider:
-        if provider_id not in self._providers:
-            self._providers[provider_id] = Provider.objects.get(pk=provider_id, tenant=self.tenant)
-        return self._providers[provider_id]
-
     def _call_model(self, selection, messages, context: TurnContext) -> ChatResult:
         """Try the chosen model, then each fallback, skipping any whose breaker is open."""
         failures = []
@@ -287,7 +288,7 @@ class TurnRunner:
             called_at = time.perf_counter()
             try:
                 result = guarded_chat(
-                    self._provider(candidate.provider_id),
+                    candidate.provider,
                     model=candidate.model_id,
                     messages=messages,
                     tools=context.tool_specs if candidate.supports_tools else [],
@@ -417,8 +418,14 @@ class TurnRunner:
             },
         }
 
-    def _write_final(self, status: str, *, text: str | None, extra: dict, message_meta: dict) -> dict:
-        """Write the answer and the final state in one transaction, only if we still own the turn."""
+    def _write_final(
+        self, status: str, *, text: str | None, extra: dict, message_meta: dict, event: str, event_data
+    ) -> dict:
+        """Write the answer, the final state and its event in one transaction, only while we
+        still own the turn. `event_data(fields)` builds the event from what was written.
+
+        One transaction means one commit (one WAL flush) and no window in which a client sees
+        the state without its event, or the event without the state."""
         fields = {**self._finished_fields(), **extra, "status": status}
         with transaction.atomic():
             if text is not None:
@@ -433,16 +440,20 @@ class TurnRunner:
             owned = Turn.objects.filter(pk=self.turn.pk, status=Turn.Status.RUNNING, attempt=self.turn.attempt)
             if not owned.update(**fields):
                 raise LostOwnership
+            fields["message_id"] = str(fields["output_message"].pk) if "output_message" in fields else None
+            self.emit(event, event_data(fields))
         cancellation.clear(self.turn.pk)
-        fields["message_id"] = str(fields["output_message"].pk) if "output_message" in fields else None
         return fields
 
     def _finish_completed(self, text: str, stop_reason: str) -> None:
         meta = {"model": self.model_ref, "offline": self.offline, "stop_reason": stop_reason}
-        fields = self._write_final(Turn.Status.COMPLETED, text=text, extra={}, message_meta=meta)
-        self.emit(
-            ev.CHAT_COMPLETE,
-            {
+        self._write_final(
+            Turn.Status.COMPLETED,
+            text=text,
+            extra={},
+            message_meta=meta,
+            event=ev.CHAT_COMPLETE,
+            event_data=lambda fields: {
                 "text": text,
                 "message_id": fields["message_id"],
                 "model": self.model_ref,
@@ -459,13 +470,15 @@ class TurnRunner:
     def _finish_cancelled(self) -> None:
         partial = "".join(self.answer_so_far) + self.stream.text
         meta = {"model": self.model_ref, "offline": self.offline, "stop_reason": "cancelled", "partial": True}
-        try:
+        with contextlib.suppress(LostOwnership):
             self._write_final(
-                Turn.Status.CANCELLED, text=partial or None, extra={"error": "cancelled"}, message_meta=meta
+                Turn.Status.CANCELLED,
+                text=partial or None,
+                extra={"error": "cancelled"},
+                message_meta=meta,
+                event=ev.TURN_CANCELLED,
+                event_data=lambda _fields: {"partial_text": partial, "reason": "cancelled"},
             )
-        except LostOwnership:
-            return
-        self.emit(ev.TURN_CANCELLED, {"partial_text": partial, "reason": "cancelled"})
 
     def _finish_parked(self, parked: TurnParked) -> None:
         call = parked.tool_call
@@ -475,23 +488,28 @@ class TurnRunner:
             "duration_ms": None,
             "metadata": {**fields["metadata"], "parked": {"tool_call_id": call.call_id, "step": self.step}},
         }
-        try:
-            self._write_final(Turn.Status.WAITING_APPROVAL, text=None, extra=extra, message_meta={})
-        except LostOwnership:
-            return
-        self.emit(
-            ev.APPROVAL_REQUEST,
-            {
-                "tool_call_id": call.call_id,
-                "name": call.name,
-                "arguments": call.arguments,
-                "reason": parked.reason,
-            },
-        )
+        with contextlib.suppress(LostOwnership):
+            self._write_final(
+                Turn.Status.WAITING_APPROVAL,
+                text=None,
+                extra=extra,
+                message_meta={},
+                event=ev.APPROVAL_REQUEST,
+                event_data=lambda _fields: {
+                    "tool_call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "reason": parked.reason,
+                },
+            )
 
     def fail(self, error: str) -> None:
-        try:
-            self._write_final(Turn.Status.FAILED, text=None, extra={"error": error}, message_meta={})
-        except LostOwnership:
-            return
-        self.emit(ev.TURN_FAILED, {"error": error})
+        with contextlib.suppress(LostOwnership):
+            self._write_final(
+                Turn.Status.FAILED,
+                text=None,
+                extra={"error": error},
+                message_meta={},
+                event=ev.TURN_FAILED,
+                event_data=lambda _fields: {"error": error},
+            )

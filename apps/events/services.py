@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.db import transaction
 
 from apps.events.models import Event
-
-logger = logging.getLogger(__name__)
+from apps.events.push import pusher
 
 
 def tenant_group(tenant_id) -> str:
@@ -51,13 +48,4 @@ def publish(tenant, type: str, data: dict[str, Any] | None = None, *, session=No
 
 
 def _push(message: dict[str, Any]) -> None:
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    payload = {"type": "event.push", "event": message}
-    try:
-        async_to_sync(layer.group_send)(tenant_group(message["tenant"]), payload)
-    except Exception as exc:  # noqa: BLE001 - live push is best effort; clients replay from the log
-        logger.warning("event push failed for event %s: %s", message["id"], exc)
+    pusher.enqueue(tenant_group(message["tenant"]), {"type": "event.push", "event": message})
