@@ -112,6 +112,9 @@ ASGI_APPLICATION = "agentplatform.asgi.application"
 
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+# Tests create `test_<name>`; a second test run on the same server at the same time needs its own.
+if env("TEST_DATABASE_NAME", default=""):
+    DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 # Under ASGI every request runs its sync code in a fresh thread, so Django's per-thread
 # persistent connections would reconnect on every request (~5-10 ms). A psycopg pool per
 # process keeps connections open across requests and threads instead.

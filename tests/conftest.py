@@ -4,6 +4,7 @@ running `make run` keeps its data."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
@@ -21,7 +22,8 @@ from apps.tenancy.principal import Actor
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 from tests.stubs.model_server import StubModelServer, model_server  # noqa: F401 - a fixture for every test
 
-TEST_REDIS_DB = 15
+# Another test run on the same Redis at the same time sets TEST_REDIS_DB to keep out of the way.
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 
 
 def _with_db(url: str, db: int) -> str:
