@@ -1,4 +1,4 @@
-"""ASGI entry point served by daphne: HTTP through Django, WebSocket through Channels."""
+"""ASGI entry point served by daphne: HTTP through Django, WebSocket (/ws) through Channels."""
 
 from __future__ import annotations
 
@@ -13,5 +13,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-# WebSocket routes join this router when the /ws transport lands (see docs/architecture.md).
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from apps.events.routing import websocket_application  # noqa: E402
+from apps.events.transport import StreamFlowMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        # SSE responses wait for their reader (backpressure); every other response passes through.
+        "http": StreamFlowMiddleware(django_asgi_app),
+        "websocket": websocket_application(),
+    }
+)

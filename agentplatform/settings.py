@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "apps.agents",
     "apps.tools",
     "apps.conversations",
+    "apps.memory",
+    "apps.policy",
 ]
 
 MIDDLEWARE = [
@@ -237,6 +239,8 @@ SPECTACULAR_SETTINGS = {
         "MemberRoleEnum": "apps.tenancy.models.Role",
         "ModelRoleEnum": "apps.agents.validation.ROLES",
         "TurnStatusEnum": "apps.conversations.models.Turn.Status",
+        "PolicyActionEnum": "apps.policy.models.Action",
+        "SessionModeEnum": "apps.conversations.models.ChatSession.Mode",
     },
 }
 
@@ -259,6 +263,10 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_BEAT_SCHEDULE = {
     "conversations.recover-stale-turns": {
         "task": "apps.conversations.tasks.recover_stale_turns",
+        "schedule": 30.0,
+    },
+    "policy.expire-approvals": {
+        "task": "apps.policy.tasks.expire_approvals",
         "schedule": 30.0,
     },
 }
@@ -286,8 +294,140 @@ ROUTER_SPECIALIST_THRESHOLD = env.float("ROUTER_SPECIALIST_THRESHOLD", default=0
 TOOL_OUTPUT_MAX_CHARS = env.int("TOOL_OUTPUT_MAX_CHARS", default=16000)
 HTTP_TOOL_MAX_BYTES = env.int("HTTP_TOOL_MAX_BYTES", default=1024 * 1024)
 HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
+# A gated tool call waits this long for a human decision; then it counts as denied.
+APPROVAL_TTL_SECONDS = env.int("APPROVAL_TTL_SECONDS", default=3600)
 # Streamed tokens are batched into one chat_token event per this many milliseconds.
 TOKEN_BATCH_MS = env.int("TOKEN_BATCH_MS", default=30)
+
+# --- memory ---------------------------------------------------------------------------------
+# Embeddings (docs/memory.md). auto: local all-MiniLM-L6-v2 when requirements/ml.txt is
+# installed, the hashing embedder otherwise; minilm | openai | hashing force one.
+EMBEDDING_BACKEND = env("EMBEDDING_BACKEND", default="auto")
+# The width of the vector column; read by the migration that creates it (changing it later means
+# altering the column and running `manage.py reembed`). all-MiniLM-L6-v2 makes 384.
+EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=384)
+# openai backend: the model name (default text-embedding-3-small); ignored by the others.
+EMBEDDING_MODEL = env("EMBEDDING_MODEL", default="")
+# An OpenAI-compatible /embeddings endpoint (Ollama: http://localhost:11434/v1); empty: OPENAI_BASE_URL
+# or api.openai.com. The key defaults to OPENAI_API_KEY.
+EMBEDDING_BASE_URL = env("EMBEDDING_BASE_URL", default="")
+EMBEDDING_API_KEY = env("EMBEDDING_API_KEY", default="")
+# Send `dimensions` (OpenAI text-embedding-3-*); servers that reject it (some Ollama versions) set false.
+EMBEDDING_SEND_DIMENSIONS = env.bool("EMBEDDING_SEND_DIMENSIONS", default=True)
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
+EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
+# Query embeddings are cached in Redis by hash of (model, text) for this long.
+EMBEDDING_QUERY_CACHE_SECONDS = env.int("EMBEDDING_QUERY_CACHE_SECONDS", default=24 * 3600)
+# HNSW build parameters: read when the index is created (see docs/memory.md to rebuild with new ones).
+MEMORY_HNSW_M = env.int("MEMORY_HNSW_M", default=16)
+MEMORY_HNSW_EF_CONSTRUCTION = env.int("MEMORY_HNSW_EF_CONSTRUCTION", default=256)
+# Search-time: candidates per HNSW scan, and how far an iterative (filtered) scan may go.
+MEMORY_HNSW_EF_SEARCH = env.int("MEMORY_HNSW_EF_SEARCH", default=100)
+MEMORY_HNSW_MAX_SCAN_TUPLES = env.int("MEMORY_HNSW_MAX_SCAN_TUPLES", default=20000)
+# A filtered vector search over at most this many rows is exact (a sequential distance scan over the
+# tenant's rows) instead of HNSW: exact recall for small tenants at a bounded cost.
+MEMORY_EXACT_SCAN_MAX_ROWS = env.int("MEMORY_EXACT_SCAN_MAX_ROWS", default=2000)
+MEMORY_RRF_K = env.int("MEMORY_RRF_K", default=60)
+# What a turn's context may spend on retrieved memories, and how similar a vector-only match must be.
+MEMORY_CONTEXT_TOKENS = env.int("MEMORY_CONTEXT_TOKENS", default=800)
+MEMORY_CONTEXT_MAX_ITEMS = env.int("MEMORY_CONTEXT_MAX_ITEMS", default=8)
+MEMORY_CONTEXT_MIN_SIMILARITY = env.float("MEMORY_CONTEXT_MIN_SIMILARITY", default=0.3)
+# Working memory (per session) ends with its session or after this long.
+WORKING_MEMORY_TTL = env.int("WORKING_MEMORY_TTL", default=24 * 3600)
+WORKING_MEMORY_MAX_ITEMS = env.int("WORKING_MEMORY_MAX_ITEMS", default=20)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "MemoryKindEnum": "apps.memory.models.MemoryKind",
+        # Search modes and match types are the same three words: vector, keyword, hybrid.
+        "MemorySearchTypeEnum": "apps.memory.search.MODES",
+    }
+)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Rows whose embedding task was lost (worker died, broker flushed) are picked up here.
+        "memory.embed-pending": {"task": "apps.memory.tasks.embed_pending", "schedule": 60.0},
+        "memory.purge-expired": {"task": "apps.memory.tasks.purge_expired", "schedule": 600.0},
+    }
+)
+
+# --- tools, plugins and skills ---------------------------------------------------------------
+# Each tenant's workspace (the workspace_* tools and /api/editor) is WORKSPACE_ROOT/<tenant id>/.
+WORKSPACE_ROOT = Path(env("WORKSPACE_ROOT", default=str(VAR_DIR / "workspaces"))).resolve()
+WORKSPACE_MAX_FILE_BYTES = env.int("WORKSPACE_MAX_FILE_BYTES", default=1024 * 1024)
+# Files and backups together, per tenant; a write that would pass it is refused.
+WORKSPACE_QUOTA_BYTES = env.int("WORKSPACE_QUOTA_BYTES", default=100 * 1024 * 1024)
+# Backups kept per file (the oldest go first).
+WORKSPACE_MAX_BACKUPS = env.int("WORKSPACE_MAX_BACKUPS", default=20)
+# The skills catalog (markdown with front matter) and what enabled skills may take of a prompt.
+SKILLS_DIR = Path(env("SKILLS_DIR", default=str(BASE_DIR / "skills"))).resolve()
+SKILLS_PROMPT_MAX_TOKENS = env.int("SKILLS_PROMPT_MAX_TOKENS", default=2000)
+RULES_PROMPT_MAX_TOKENS = env.int("RULES_PROMPT_MAX_TOKENS", default=1000)
+# Local Python plugins are the modules of this package (empty: none); installed ones come from
+# the "agentplatform.plugins" entry point group.
+PLUGINS_PACKAGE = env("PLUGINS_PACKAGE", default="plugins")
+# MCP servers: connections are kept per process and closed after MCP_IDLE_SECONDS unused.
+MCP_CALL_TIMEOUT_SECONDS = env.float("MCP_CALL_TIMEOUT_SECONDS", default=30.0)
+MCP_CONNECT_TIMEOUT_SECONDS = env.float("MCP_CONNECT_TIMEOUT_SECONDS", default=20.0)
+MCP_IDLE_SECONDS = env.int("MCP_IDLE_SECONDS", default=300)
+MCP_MAX_CONNECTIONS = env.int("MCP_MAX_CONNECTIONS", default=16)
+# A stdio MCP server is a process on the platform's machines, so tenants may only register
+# commands listed here (exact match); operators register others in the Django admin.
+MCP_STDIO_ALLOWED_COMMANDS = env.list("MCP_STDIO_ALLOWED_COMMANDS", default=[])
+# Streamable HTTP servers on private or loopback addresses (an internal MCP gateway) need this.
+MCP_ALLOW_PRIVATE_URLS = env.bool("MCP_ALLOW_PRIVATE_URLS", default=False)
+# Plugin.kind and .status would collide with the providers' and turns' enums of the same field name.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "PluginStatusEnum": "apps.tools.models.Plugin.Status",
+        "PluginKindEnum": "apps.tools.models.Plugin.Kind",
+        "KindEnum": "apps.agents.models.ProviderKind",
+    }
+)
+
+# --- real time ------------------------------------------------------------------------------
+# /ws and the SSE streams (docs/realtime.md). The channel layer only fans out live pushes; the
+# event log in PostgreSQL is the record that clients replay from.
+# pubsub (default): one Redis PUBLISH per event whatever the number of sockets, no per-channel
+# lists, no group expiry (the core layer drops sockets from groups after `group_expiry`).
+# core: channels-redis' list-based layer, with the capacity and expiry below.
+CHANNEL_LAYER = env("CHANNEL_LAYER", default="pubsub")
+if CHANNEL_LAYER == "core":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": "ap:channels",
+                # A web process that falls this far behind loses pushes (clients replay from the log).
+                "capacity": 1000,
+                "expiry": 10,
+                # Group membership lives in Redis and expires; a day-long socket would silently
+                # leave its group without this.
+                "group_expiry": 7 * 24 * 3600,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ap:channels"},
+        }
+    }
+# The event log keeps this long; events.trim-log deletes older rows.
+EVENT_RETENTION_HOURS = env.int("EVENT_RETENTION_HOURS", default=24)
+# Messages waiting for one socket; past it the socket gets {"type": "overflow"} and close 4408.
+WS_SEND_QUEUE_MAX = env.int("WS_SEND_QUEUE_MAX", default=1000)
+# How often live sockets' keys, memberships and tenants are checked again (revoked: close 4401).
+WS_AUTH_RECHECK_SECONDS = env.float("WS_AUTH_RECHECK_SECONDS", default=60.0)
+# system_status (workers, queue depth, active turns) to each connected tenant, per web process.
+SYSTEM_STATUS_SECONDS = env.float("SYSTEM_STATUS_SECONDS", default=5.0)
+SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
+# SSE reads the log when a push rings; this poll only covers a push lost on the way.
+SSE_FALLBACK_POLL_SECONDS = env.float("SSE_FALLBACK_POLL_SECONDS", default=2.0)
+# A stream whose client reads nothing for this long while data waits is cut (it resumes by id).
+STREAM_STALL_SECONDS = env.float("STREAM_STALL_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["events.trim-log"] = {"task": "apps.events.tasks.trim_event_log", "schedule": 600.0}
 
 # --- logging -------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
@@ -316,6 +456,9 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # The SDKs log every HTTP request at INFO; a turn is already traced in its own records.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
     },
 }
 

@@ -15,6 +15,10 @@ api_patterns = [
     path("", include("apps.tenancy.api.urls")),
     path("", include("apps.agents.api.urls")),
     path("", include("apps.conversations.api.urls")),
+    path("", include("apps.memory.api.urls")),
+    path("", include("apps.tools.api.urls")),
+    path("", include("apps.events.api.urls")),
+    path("", include("apps.policy.api.urls")),
 ]
 
 urlpatterns = [

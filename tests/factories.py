@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 
 from apps.tenancy.models import Membership, Role, Tenant
 from tests.agents.populate import populate_agents
+from tests.memory.populate import populate_memory
+from tests.tools.populate import populate_tools
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -54,7 +56,9 @@ def populate_tenant(tenant: Tenant) -> list[str]:
     if audit is not None:
         identifiers.append(str(audit.pk))
     identifiers += populate_agents(tenant)
+    identifiers += populate_tools(tenant)
     identifiers += _populate_conversations(tenant, owner)
+    identifiers += populate_memory(tenant)
     return identifiers
 
 
@@ -82,6 +86,13 @@ def _populate_conversations(tenant: Tenant, user) -> list[str]:
     call = ToolCall.objects.create(tenant=tenant, turn=turn, step=1, call_id=f"call-{tenant.slug}", name="calculator")
     feedback = Feedback.objects.create(tenant=tenant, turn=turn, user=user, grade=5)
     event = publish(tenant, "chat_complete", {"text": "a"}, session=session, turn=turn)
+    from apps.policy.models import Approval, PolicySettings, ToolRule
+    from apps.policy.services import approval_request
+
+    PolicySettings.objects.create(tenant=tenant, default_action="allow")
+    rule = ToolRule.objects.create(tenant=tenant, tool_name=f"tool_{tenant.slug.replace('-', '_')}", action="deny")
+    approval = approval_request(tenant=tenant, turn=turn, tool_call=call, reason="test")
+    assert approval.status == Approval.Status.PENDING
     return [
         str(session.pk),
         str(question.pk),
@@ -91,4 +102,6 @@ def _populate_conversations(tenant: Tenant, user) -> list[str]:
         call.call_id,
         str(feedback.pk),
         str(event["id"]),
+        rule.tool_name,
+        str(approval.pk),
     ]

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from apps.agents.providers.base import ChatMessage, ToolSpec
 from apps.agents.routing import estimate_tokens
 from apps.conversations.models import Message, Turn
+from apps.memory.selectors import memory_for_context
 from apps.tools.registry import Tool, tools_for_agent
+from apps.tools.rules import rules_prompt_for
+from apps.tools.skills import skills_prompt_for
 
 # The history window: the most recent messages, newest kept first, within both limits.
 HISTORY_MAX_MESSAGES = 20
@@ -70,8 +75,25 @@ def _history(turn: Turn) -> list[Message]:
     return list(reversed(kept))
 
 
+def _memory_section(retrieved: list[dict]) -> str:
+    if not retrieved:
+        return ""
+    lines = [f"- {item.get('summary') or item.get('content')}" for item in retrieved]
+    return "What you remember that may be relevant (from earlier conversations):\n" + "\n".join(lines)
+
+
 def build_context(*, turn: Turn, agent) -> TurnContext:
-    system = system_prompt_for(agent)
+    rules_text, rules_used = rules_prompt_for(turn.tenant)
+    skills_text, skills_used = skills_prompt_for(agent)
+    retrieved = memory_for_context(
+        tenant=turn.tenant,
+        agent=agent,
+        session=turn.session,
+        query_text=turn.input_message.text,
+        token_budget=settings.MEMORY_CONTEXT_TOKENS,
+    )
+    memory_text = _memory_section(retrieved)
+    system = "\n\n".join(part for part in (system_prompt_for(agent), rules_text, skills_text, memory_text) if part)
     history = _history(turn)
     tools = tools_for_agent(agent)
     input_message = turn.input_message
@@ -85,7 +107,9 @@ def build_context(*, turn: Turn, agent) -> TurnContext:
     snapshot = {
         "system_prompt": system,
         "history": [{"message_id": str(m.pk), "role": m.role, "text": m.text} for m in history],
-        "retrieved": [],
+        "rules": rules_used,
+        "skills": skills_used,
+        "retrieved": retrieved,
         "tools": [{"name": t.name, "description": t.description, "side_effect": t.side_effect} for t in tools],
         "input": input_message.parts,
         "estimated_input_tokens": input_tokens,

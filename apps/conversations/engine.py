@@ -38,8 +38,9 @@ from apps.conversations.context import TurnContext, build_context
 from apps.conversations.models import Message, ToolCall, Turn
 from apps.events import types as ev
 from apps.events.services import publish
-from apps.tools.policy import policy_decide
-from apps.tools.registry import ToolContext, execute_tool
+from apps.memory.services import memory_record_turn
+from apps.policy.services import approval_request, policy_decide
+from apps.tools.registry import ToolContext, execute_tool, untrusted_tool_output
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class TurnRunner:
         self.offline = False
         self.model_ms = 0.0  # time spent waiting on models, for the overhead figures
         self.tool_ms = 0.0
+        self.transcript: list[dict] = []
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -223,7 +225,11 @@ class TurnRunner:
                 raise TurnFailure("The session's agent is missing or disabled.")
             context = build_context(turn=self.turn, agent=self.agent)
             selection = self._select(context)
-            text, stop_reason = self._loop(context, selection)
+            if self.turn.metadata.get("parked"):
+                messages, first_step = self._resume(context)
+            else:
+                messages, first_step = list(context.messages), 1
+            text, stop_reason = self._loop(context, selection, messages, first_step)
         except TurnCancelled:
             self._finish_cancelled()
             return
@@ -234,6 +240,7 @@ class TurnRunner:
             self.fail(str(exc))
             return
         self._finish_completed(text, stop_reason)
+        memory_record_turn(turn=self.turn)  # episodic and working memory; embedded later, in batches
 
     def _select(self, context: TurnContext) -> routing.ModelSelection:
         try:
@@ -257,10 +264,11 @@ class TurnRunner:
             self.emit(ev.DECISION, chosen)
         return selection
 
-    def _loop(self, context: TurnContext, selection: routing.ModelSelection) -> tuple[str, str]:
-        messages = list(context.messages)
+    def _loop(
+        self, context: TurnContext, selection: routing.ModelSelection, messages: list, first_step: int
+    ) -> tuple[str, str]:
         tools_by_name = {t.name: t for t in context.tools}
-        for step in range(1, self.agent.max_steps + 1):
+        for step in range(first_step, self.agent.max_steps + 1):
             self.step = step
             self._step_boundary()
             result = self._call_model(selection, messages, context)
@@ -270,11 +278,103 @@ class TurnRunner:
             if result.text:
                 self.answer_so_far.append(result.text)
             messages.append(ChatMessage(role="assistant", content=result.text, tool_calls=tuple(result.tool_calls)))
+            # Kept so a turn parked for approval can rebuild this conversation when it resumes.
+            self.transcript.append(
+                {
+                    "step": step,
+                    "text": result.text,
+                    "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls],
+                }
+            )
             for call in result.tool_calls:
                 self._step_boundary()
                 messages.append(self._run_tool(call, tools_by_name))
         note = f"\n\n[Stopped after {self.agent.max_steps} steps without a final answer.]"
         return "".join(self.answer_so_far) + note, "max_steps"
+
+    def _resume(self, context: TurnContext) -> tuple[list, int]:
+        """Rebuild a parked turn's conversation: the steps so far with their tool results, the
+        decided call (run once if approved), and any calls of that step not reached yet."""
+        from apps.policy.models import Approval
+
+        meta = self.turn.metadata
+        parked = meta["parked"]
+        self.transcript = list(meta.get("transcript", []))
+        self.answer_so_far = list(meta.get("answer_so_far", []))
+        self.usage = {"input_tokens": 0, "output_tokens": 0, **(self.turn.usage or {})}
+        self.cost = self.turn.cost_usd or Decimal("0")
+        self.tool_call_count = self.turn.tool_call_count
+        timings = meta.get("timings", {})
+        self.model_ms, self.tool_ms = timings.get("model_ms", 0.0), timings.get("tool_ms", 0.0)
+        self.model_ref = self.turn.model
+
+        tools_by_name = {t.name: t for t in context.tools}
+        records = {r.call_id: r for r in ToolCall.objects.filter(turn=self.turn)}
+        messages = list(context.messages)
+        for entry in self.transcript:
+            self.step = entry["step"]
+            calls = [ToolCallRequest(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in entry["tool_calls"]]
+            messages.append(ChatMessage(role="assistant", content=entry["text"], tool_calls=tuple(calls)))
+            for call in calls:
+                record = records.get(call.id)
+                if record is None:
+                    messages.append(self._run_tool(call, tools_by_name))  # reached only now
+                elif record.status == ToolCall.Status.WAITING_APPROVAL:
+                    approval = Approval.objects.filter(tool_call=record).first()
+                    messages.append(self._run_decided(call, record, approval, tools_by_name))
+                else:
+                    messages.append(
+                        ChatMessage(role="tool", content=record.result, tool_call_id=call.id, name=call.name)
+                    )
+        return messages, parked["step"] + 1
+
+    def _run_decided(self, call: ToolCallRequest, record: ToolCall, approval, tools_by_name: dict) -> ChatMessage:
+        from apps.policy.models import Approval
+        from apps.policy.services import arguments_hash
+
+        if approval is None or approval.status == Approval.Status.PENDING:
+            raise TurnParked(record, record.policy.get("reason", "waiting for approval"))
+        if approval.status != Approval.Status.APPROVED:
+            who = (
+                "the approval request expired"
+                if approval.status == Approval.Status.EXPIRED
+                else (f"denied by {approval.decided_by_label}" + (f": {approval.reason}" if approval.reason else ""))
+            )
+            return self._tool_done(
+                record, call, ok=False, output="", error=f"Not run: {who}.", status=ToolCall.Status.DENIED
+            )
+        if arguments_hash(record.name, record.arguments) != approval.args_hash or record.arguments != call.arguments:
+            return self._tool_done(
+                record, call, ok=False, output="", error="Refused: the call's arguments differ from what was approved."
+            )
+        # Exactly once: only the worker that moves the call out of waiting_approval runs it.
+        if not ToolCall.objects.filter(pk=record.pk, status=ToolCall.Status.WAITING_APPROVAL).update(
+            status=ToolCall.Status.RUNNING, started_at=timezone.now()
+        ):
+            record.refresh_from_db()
+            return ChatMessage(
+                role="tool",
+                content=record.result or "Error: the call was interrupted.",
+                tool_call_id=call.id,
+                name=call.name,
+            )
+        tool = tools_by_name.get(call.name)
+        if tool is None:
+            return self._tool_done(record, call, ok=False, output="", error=f"No tool named '{call.name}' is enabled.")
+        outcome = execute_tool(tool=tool, arguments=approval.arguments, context=self._tool_context())
+        self.tool_ms += outcome.duration_ms
+        return self._tool_done(
+            record, call, ok=outcome.ok, output=outcome.output, error=outcome.error, duration_ms=outcome.duration_ms
+        )
+
+    def _tool_context(self) -> ToolContext:
+        return ToolContext(
+            tenant=self.tenant,
+            agent=self.agent,
+            user=self.turn.session.created_by,
+            session_id=str(self.turn.session_id),
+            turn_id=str(self.turn.pk),
+        )
 
     def _call_model(self, selection, messages, context: TurnContext) -> ChatResult:
         """Try the chosen model, then each fallback, skipping any whose breaker is open."""
@@ -355,14 +455,7 @@ class TurnRunner:
             raise TurnParked(record, decision.reason)
         record.status, record.started_at = ToolCall.Status.RUNNING, timezone.now()
         record.save(update_fields=["policy", "status", "started_at", "updated_at"])
-        context = ToolContext(
-            tenant=self.tenant,
-            agent=self.agent,
-            user=self.turn.session.created_by,
-            session_id=str(self.turn.session_id),
-            turn_id=str(self.turn.pk),
-        )
-        outcome = execute_tool(tool=tool, arguments=call.arguments, context=context)
+        outcome = execute_tool(tool=tool, arguments=call.arguments, context=self._tool_context())
         self.tool_ms += outcome.duration_ms
         return self._tool_done(
             record, call, ok=outcome.ok, output=outcome.output, error=outcome.error, duration_ms=outcome.duration_ms
@@ -396,7 +489,10 @@ class TurnRunner:
                 "step": self.step,
             },
         )
-        return ChatMessage(role="tool", content=shown, tool_call_id=call.id, name=call.name)
+        # The model sees the output fenced and labelled as data, never as instructions.
+        return ChatMessage(
+            role="tool", content=untrusted_tool_output(call.name, shown), tool_call_id=call.id, name=call.name
+        )
 
     # --- endings ----------------------------------------------------------------------------
 
@@ -413,7 +509,8 @@ class TurnRunner:
             "model": self.model_ref,
             "lease_expires_at": None,
             "metadata": {
-                **self.turn.metadata,
+                # A resumed turn is no longer parked; parking sets it again.
+                **{key: value for key, value in self.turn.metadata.items() if key != "parked"},
                 "timings": {"model_ms": round(self.model_ms, 2), "tool_ms": round(self.tool_ms, 2)},
             },
         }
@@ -486,8 +583,26 @@ class TurnRunner:
         extra = {
             "finished_at": None,
             "duration_ms": None,
-            "metadata": {**fields["metadata"], "parked": {"tool_call_id": call.call_id, "step": self.step}},
+            "metadata": {
+                **fields["metadata"],
+                "parked": {"tool_call_id": call.call_id, "step": call.step},
+                "transcript": self.transcript,
+                "answer_so_far": self.answer_so_far,
+            },
         }
+
+        def request_approval(_fields: dict) -> dict:
+            # Runs inside the final transaction: the approval exists exactly when the turn waits.
+            approval = approval_request(tenant=self.tenant, turn=self.turn, tool_call=call, reason=parked.reason)
+            return {
+                "approval_id": str(approval.pk),
+                "tool_call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+                "reason": parked.reason,
+                "expires_at": approval.expires_at.isoformat(),
+            }
+
         with contextlib.suppress(LostOwnership):
             self._write_final(
                 Turn.Status.WAITING_APPROVAL,
@@ -495,12 +610,7 @@ class TurnRunner:
                 extra=extra,
                 message_meta={},
                 event=ev.APPROVAL_REQUEST,
-                event_data=lambda _fields: {
-                    "tool_call_id": call.call_id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                    "reason": parked.reason,
-                },
+                event_data=request_approval,
             )
 
     def fail(self, error: str) -> None:

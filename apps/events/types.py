@@ -12,6 +12,10 @@ TURN_FAILED = "turn_failed"
 TURN_CANCELLED = "turn_cancelled"
 SESSION_UPDATED = "session_updated"
 APPROVAL_REQUEST = "approval_request"  # a tool call waits for a human decision
+APPROVAL_RESOLVED = "approval_resolved"  # approved, denied or expired
+JOB_UPDATE = "job_update"  # a scheduled job or background task changed state
+# Not in the log (id is null): sent every SYSTEM_STATUS_SECONDS to connected clients of each tenant.
+SYSTEM_STATUS = "system_status"  # data: {"workers": int | null, "queue_depth": int | null, "active_turns": int}
 
 # A turn's stream ends with exactly one of these.
 FINAL_TYPES = frozenset({CHAT_COMPLETE, TURN_FAILED, TURN_CANCELLED})

@@ -165,8 +165,10 @@ def test_disabled_agent_fails_clearly(chat, agent, django_capture_on_commit_call
 
 
 def test_policy_deny_is_told_to_the_model(chat, tenant):
-    tenant.settings = {"tool_policy": {"current_time": "deny"}}
-    tenant.save()
+    from apps.policy.services import tool_rule_set
+    from apps.tenancy.principal import Actor
+
+    tool_rule_set(tenant=tenant, actor=Actor.system(), tool_name="current_time", action="deny")
     turn = chat("what time is it?")
     turn.refresh_from_db()
     call = ToolCall.objects.get(turn=turn)
@@ -177,8 +179,10 @@ def test_policy_deny_is_told_to_the_model(chat, tenant):
 
 
 def test_require_approval_parks_the_turn(chat, tenant):
-    tenant.settings = {"tool_policy": {"current_time": "require_approval"}}
-    tenant.save()
+    from apps.policy.services import tool_rule_set
+    from apps.tenancy.principal import Actor
+
+    tool_rule_set(tenant=tenant, actor=Actor.system(), tool_name="current_time", action="require_approval")
     turn = chat("what time is it?")
     turn.refresh_from_db()
     assert turn.status == Turn.Status.WAITING_APPROVAL

@@ -77,3 +77,19 @@ def real_worker(celery_worker_process):
     celery_app.conf.task_always_eager = False
     yield celery_worker_process
     celery_app.conf.task_always_eager = eager
+    _wait_until_worker_idle()
+
+
+def _wait_until_worker_idle(timeout: float = 30.0) -> None:
+    """Let the worker finish what the test started before the test database is flushed: a turn
+    still being claimed while TRUNCATE runs deadlocks the flush."""
+    from apps.conversations.models import Turn
+
+    deadline = time.monotonic() + timeout
+    while Turn.objects.filter(status=Turn.Status.RUNNING).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # A queued turn may be in the worker's hands already; give it a moment to be claimed and end.
+    if Turn.objects.filter(status=Turn.Status.QUEUED).exists():
+        time.sleep(1.0)
+        while Turn.objects.filter(status=Turn.Status.RUNNING).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)

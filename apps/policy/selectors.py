@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from apps.policy.models import Approval, PolicySettings, ToolRule
+
+
+def approval_list(*, tenant, status: str | None = Approval.Status.PENDING) -> QuerySet[Approval]:
+    approvals = Approval.objects.filter(tenant=tenant).select_related("turn", "tool_call")
+    return approvals.filter(status=status) if status else approvals
+
+
+def approval_get(*, tenant, approval_id: uuid.UUID) -> Approval | None:
+    return approval_list(tenant=tenant, status=None).filter(pk=approval_id).first()
+
+
+def policy_overview(*, tenant) -> dict:
+    settings_rows = {row.agent_id: row for row in PolicySettings.objects.filter(tenant=tenant).select_related("agent")}
+    tenant_row = settings_rows.get(None)
+    rules = ToolRule.objects.filter(tenant=tenant).select_related("agent").order_by("tool_name")
+    return {
+        "default_action": tenant_row.default_action if tenant_row else "allow",
+        "default_allow": (tenant_row.default_action if tenant_row else "allow") == "allow",
+        "tools": [{"tool": r.tool_name, "action": r.action, "agent": r.agent.name if r.agent else None} for r in rules],
+        "agents": {
+            row.agent.name: {"default_action": row.default_action}
+            for agent_id, row in settings_rows.items()
+            if agent_id is not None
+        },
+        "safe_mode": safe_mode_status(tenant_row),
+    }
+
+
+def safe_mode_status(row: PolicySettings | None) -> dict:
+    return {
+        "enabled": bool(row and row.safe_mode),
+        "reason": row.safe_mode_reason if row else "",
+        "since": row.safe_mode_since.isoformat() if row and row.safe_mode_since else None,
+    }
+
+
+def tenant_safe_mode(*, tenant) -> dict:
+    return safe_mode_status(PolicySettings.objects.filter(tenant=tenant, agent__isnull=True).first())

@@ -1,0 +1,215 @@
+"""Plugins and the MCP runtime."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from apps.agents.selectors import agent_get_by_name
+from apps.core.api.views import TenantAPIView
+from apps.core.errors import Conflict
+from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
+from apps.tenancy.models import Role
+from apps.tools import plugins as plugin_code
+from apps.tools import selectors, services
+from apps.tools.api.serializers import (
+    DisconnectSerializer,
+    ExecuteSerializer,
+    McpClientSerializer,
+    PluginCreateSerializer,
+    PluginSerializer,
+    ToggleSerializer,
+    ToolOutcomeSerializer,
+)
+from apps.tools.models import Plugin
+from apps.tools.registry import PLUGIN_SEPARATOR, ToolContext, builtin_registry, qualified_name, run_tool_for_api
+
+READ_VIEWER_WRITE_ADMIN = {"GET": Role.VIEWER, "HEAD": Role.VIEWER, "OPTIONS": Role.VIEWER, "*": Role.ADMIN}
+CONFLICT_RESPONSE = OpenApiResponse(ErrorSerializer, description="Conflicts with the current state (see `message`).")
+
+
+def _plugin_or_404(tenant, name: str) -> Plugin:
+    plugin = selectors.plugin_get(tenant=tenant, name=name)
+    if plugin is None:
+        raise Http404
+    return plugin
+
+
+class PluginListView(TenantAPIView):
+    required_roles = READ_VIEWER_WRITE_ADMIN
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="The tenant's plugins and their tools",
+        description="`builtin` (always on), the Python plugins installed on the platform (off until enabled "
+        "per tenant) and the tenant's MCP servers. Plugin tools are named `<plugin>__<tool>`; give an agent "
+        "those names (or `<plugin>__*`) in `enabled_tools`.",
+        responses={200: PluginSerializer(many=True), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        return Response(PluginSerializer(selectors.plugin_list(tenant=self.tenant), many=True).data)
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="Register an MCP server (admin)",
+        description="Over stdio (the platform starts `command`; only commands in MCP_STDIO_ALLOWED_COMMANDS) or "
+        "streamable HTTP (`url`). Secrets go in `secrets` (encrypted, never returned). With `discover` "
+        "(default) the server is asked for its tools at once; a failure leaves the plugin in status `error` "
+        "with the reason in `status_message`.",
+        request=PluginCreateSerializer,
+        responses={201: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
+    )
+    def post(self, request):
+        payload = PluginCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        plugin = services.plugin_create(tenant=self.tenant, actor=self.actor(), **payload.validated_data)
+        return Response(PluginSerializer(selectors.plugin_entry(plugin)).data, status=status.HTTP_201_CREATED)
+
+
+class PluginDetailView(TenantAPIView):
+    required_roles = READ_VIEWER_WRITE_ADMIN
+
+    @extend_schema(tags=["plugins"], summary="One plugin", responses={200: PluginSerializer, **ERROR_RESPONSES})
+    def get(self, request, name: str):
+        entry = selectors.plugin_entry_by_name(tenant=self.tenant, name=name)
+        if entry is None:
+            raise Http404
+        return Response(PluginSerializer(entry).data)
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="Remove a plugin (admin)",
+        description="An MCP server's registration goes; a Python plugin's row goes (it is disabled again).",
+        responses={204: None, **ERROR_RESPONSES},
+    )
+    def delete(self, request, name: str):
+        services.plugin_delete(tenant=self.tenant, actor=self.actor(), plugin=_plugin_or_404(self.tenant, name))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PluginToggleView(TenantAPIView):
+    required_roles = {"*": Role.ADMIN}
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="Enable or disable a plugin for the tenant (admin)",
+        description='`{"enabled": true|false}`, or no body to flip. A disabled plugin\'s tools leave every '
+        "agent at its next turn and its MCP connections close.",
+        request=ToggleSerializer,
+        responses={200: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
+    )
+    def put(self, request, name: str):
+        known = (
+            name == plugin_code.BUILTIN_PLUGIN_NAME
+            or name in plugin_code.python_plugins().plugins
+            or selectors.plugin_get(tenant=self.tenant, name=name) is not None
+        )
+        if not known:
+            raise Http404  # before validation: another tenant's name is a 404, not a 400
+        payload = ToggleSerializer(data=request.data or {})
+        payload.is_valid(raise_exception=True)
+        plugin = services.plugin_toggle(
+            tenant=self.tenant, actor=self.actor(), name=name, enabled=payload.validated_data.get("enabled")
+        )
+        return Response(PluginSerializer(selectors.plugin_entry(plugin)).data)
+
+
+class PluginExecuteView(TenantAPIView):
+    required_roles = {"*": Role.ADMIN}
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="Run one of a plugin's tools (admin)",
+        description="`tool` is the short name (`echo`) or the qualified one (`<plugin>__echo`); for `builtin`, "
+        "the built-in's name. Runs through the same checks as a model's call (tenant and user from your key, "
+        "never from the arguments); a failing tool answers 200 with `ok: false` and `error`.",
+        request=ExecuteSerializer,
+        responses={200: ToolOutcomeSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
+    )
+    def post(self, request, name: str, tool: str):
+        tool_obj = self._tool(name, tool)
+        payload = ExecuteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        agent = None
+        if payload.validated_data.get("agent"):
+            agent = agent_get_by_name(tenant=self.tenant, name=payload.validated_data["agent"])
+            if agent is None:
+                raise ValidationError({"agent": ["No agent with this name."]})
+        context = ToolContext(tenant=self.tenant, agent=agent, user=self.principal.user)
+        outcome = run_tool_for_api(tool=tool_obj, arguments=payload.validated_data["arguments"], context=context)
+        result = {key: value for key, value in asdict(outcome).items() if key != "data"}
+        return Response(ToolOutcomeSerializer({"tool": tool_obj.name, **result}).data)
+
+    def _tool(self, name: str, tool: str):
+        if name == plugin_code.BUILTIN_PLUGIN_NAME:
+            found = builtin_registry.get(tool)
+            if found is None:
+                raise Http404
+            return found
+        plugin = _plugin_or_404(self.tenant, name)
+        wanted = tool if tool.startswith(f"{name}{PLUGIN_SEPARATOR}") else qualified_name(name, tool)
+        found = next((t for t in plugin_code.plugin_tools(plugin) if t.name == wanted), None)
+        if found is None:
+            raise Http404
+        if not plugin.enabled:
+            raise Conflict(f"The plugin '{name}' is disabled; enable it with PUT /api/plugins/{name}/toggle.")
+        return found
+
+
+class McpRuntimeView(TenantAPIView):
+    @extend_schema(
+        tags=["plugins"],
+        summary="The tenant's MCP clients and their state",
+        description="Per MCP plugin: the last discovery (`status`, `status_message`, `tool_count`) and the "
+        "connection this web process holds (connections are per process: workers keep their own).",
+        responses={200: McpClientSerializer(many=True), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        return Response(McpClientSerializer(selectors.mcp_runtime(tenant=self.tenant), many=True).data)
+
+
+def _mcp_plugin_or_404(tenant, name: str) -> Plugin:
+    plugin = _plugin_or_404(tenant, name)
+    if plugin.kind != Plugin.Kind.MCP:
+        raise Http404
+    return plugin
+
+
+class McpDiscoverView(TenantAPIView):
+    required_roles = {"*": Role.ADMIN}
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="Ask an MCP server for its tools now (admin)",
+        description="Opens a fresh connection, lists the tools and records them; answers the plugin with its "
+        "new `status` (`error` and the reason when the server could not be reached).",
+        request=None,
+        responses={200: PluginSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request, name: str):
+        plugin = services.plugin_discover(
+            tenant=self.tenant, actor=self.actor(), plugin=_mcp_plugin_or_404(self.tenant, name)
+        )
+        return Response(PluginSerializer(selectors.plugin_entry(plugin)).data)
+
+
+class McpDisconnectView(TenantAPIView):
+    required_roles = {"*": Role.ADMIN}
+
+    @extend_schema(
+        tags=["plugins"],
+        summary="Close an MCP server's connections (admin)",
+        description="This process's at once; every other process's the next time it would use it. The next "
+        "call reconnects.",
+        request=None,
+        responses={200: DisconnectSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request, name: str):
+        plugin = _mcp_plugin_or_404(self.tenant, name)
+        closed = services.plugin_disconnect(tenant=self.tenant, actor=self.actor(), plugin=plugin)
+        return Response(DisconnectSerializer({"name": plugin.name, "disconnected": closed}).data)

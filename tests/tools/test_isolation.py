@@ -1,0 +1,68 @@
+"""Every tools route, probed with another tenant's ids and names (the project-wide isolation test
+does the same once populate_tools is part of tests.factories.populate_tenant)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from apps.tenancy.models import Role
+from apps.tools.models import AgentSkill, AiRule, Plugin, Skill
+from tests.factories import TenantFactory
+from tests.test_tenant_isolation import _api_patterns, _methods
+from tests.tools.populate import populate_tools
+
+pytestmark = pytest.mark.django_db
+
+TOOLS_ROUTE_PREFIXES = ("api/plugins", "api/runtime/mcp", "api/editor", "api/skills", "api/settings/ai-rules")
+
+
+def test_populate_tools_covers_every_tools_model():
+    tenant = TenantFactory()
+    values = populate_tools(tenant)
+    for model in (Plugin, Skill, AgentSkill, AiRule):
+        assert model.objects.filter(tenant=tenant).exists(), model
+    assert Plugin.objects.filter(tenant=tenant, kind=Plugin.Kind.MCP).exists()
+    assert Plugin.objects.filter(tenant=tenant, kind=Plugin.Kind.PYTHON).exists()
+    assert len(values) == len(set(values)) == 7
+
+
+def test_tenant_a_never_reaches_tenant_bs_tools_objects(make_client):
+    tenant_a, tenant_b = TenantFactory(), TenantFactory()
+    populate_tools(tenant_a)
+    b_values = populate_tools(tenant_b)
+    client = make_client(tenant_a, role=Role.OWNER)
+    routes = [(r, p) for r, p in _api_patterns() if r.replace("^", "").startswith(TOOLS_ROUTE_PREFIXES)]
+    assert len(routes) >= 20
+
+    failures = []
+    for route, pattern in routes:
+        assert pattern.name, route
+        kwarg_names = list(pattern.pattern.regex.groupindex)
+        methods = _methods(pattern.callback)
+        if not kwarg_names:
+            text = client.get(reverse(pattern.name)).content.decode()
+            failures += [f"GET {route} mentions {v}" for v in b_values if v in text]
+            continue
+        for value in b_values:
+            url = reverse(pattern.name, kwargs=dict.fromkeys(kwarg_names, value))
+            for method in methods:
+                response = client.generic(method.upper(), url, data=json.dumps({}), content_type="application/json")
+                if response.status_code not in (404, 405):
+                    failures.append(f"{method.upper()} {url} -> {response.status_code}")
+    assert not failures, "\n".join(failures)
+
+
+def test_tenant_a_cannot_use_tenant_bs_names_in_bodies(make_client):
+    tenant_a, tenant_b = TenantFactory(), TenantFactory()
+    populate_tools(tenant_a)
+    populate_tools(tenant_b)
+    b_skill = Skill.objects.get(tenant=tenant_b)
+    b_agent = AgentSkill.objects.get(tenant=tenant_b).agent
+    client = make_client(tenant_a, role=Role.OWNER)
+    # B's agent name is not an agent of A's; B's custom skill is not in the catalog.
+    response = client.post("/api/skills/catalog/activate", {"name": b_skill.name, "agent": b_agent.name}, format="json")
+    assert response.status_code == 400
+    assert not AgentSkill.objects.filter(tenant=tenant_a, agent=b_agent).exists()
