@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format schema bench-api bench-turns services-up services-down services-status
+.PHONY: run test lint format schema bench-api bench-turns bench-ws bench-memory services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -56,3 +56,10 @@ bench-api: $(VENV)/.dev.stamp
 
 bench-turns: $(VENV)/.dev.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) bench/turn_overhead.py
+
+bench-ws: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/ws_fanout.py
+
+# BENCH_ARGS="--rows 1000000" for the 1M run.
+bench-memory: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/memory_search.py $(BENCH_ARGS)
