@@ -324,8 +324,8 @@ MEMORY_HNSW_EF_CONSTRUCTION = env.int("MEMORY_HNSW_EF_CONSTRUCTION", default=256
 # Search-time: candidates per HNSW scan, and how far an iterative (filtered) scan may go.
 MEMORY_HNSW_EF_SEARCH = env.int("MEMORY_HNSW_EF_SEARCH", default=100)
 MEMORY_HNSW_MAX_SCAN_TUPLES = env.int("MEMORY_HNSW_MAX_SCAN_TUPLES", default=20000)
-# A filtered vector search over at most this many rows is exact (a sequential distance scan over the
-# tenant's rows) instead of HNSW: exact recall for small tenants at a bounded cost.
+# A filtered vector search over at most this many rows is exact (the rows read through a B-tree
+# index and sorted by distance) instead of HNSW: exact recall for small tenants at a bounded cost.
 MEMORY_EXACT_SCAN_MAX_ROWS = env.int("MEMORY_EXACT_SCAN_MAX_ROWS", default=2000)
 MEMORY_RRF_K = env.int("MEMORY_RRF_K", default=60)
 # What a turn's context may spend on retrieved memories, and how similar a vector-only match must be.

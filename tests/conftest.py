@@ -48,6 +48,9 @@ settings.STORAGES = {
 }
 settings.WHITENOISE_USE_FINDERS = True
 settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Turns record memory, which is embedded; the model-free embedder keeps every test process from
+# loading MiniLM. Tests about meaning ask for the real model (the `minilm` fixture in tests/memory).
+settings.EMBEDDING_BACKEND = "hashing"
 
 
 @pytest.fixture(autouse=True)

@@ -98,6 +98,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.seen: _Seen | None = None
         self.closing = False
         self.registered = False
+        self.ready = False  # `connected` is out
 
         auth: SocketAuth = await authenticate_socket(self.scope)
         # Accept first, even to refuse: a close before accepting is an HTTP 403 on the
@@ -130,6 +131,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.registered = True
         await hub().add(self)  # returns once this process surely receives the tenant's pushes
         self._control("connected", tenant=self.tenant_id, auth=self.auth_via, subscriptions=sorted(self.subscriptions))
+        self.ready = True
         if after_id is not None:
             self._start_replay(after_id, keep_held=True)
         else:
@@ -268,7 +270,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             asyncio.get_running_loop().create_task(self._overflow(dropped_id=event["id"]))
 
     def on_status(self, envelope: dict, text: str) -> None:
-        if self.outbox is not None and not self.closing:
+        if self.ready and not self.closing:
             self.outbox.offer(text)  # a full outbox skips a status; the next comes in a few seconds
 
     def credentials(self) -> tuple[str | None, str | None]:
@@ -389,6 +391,8 @@ def _ref(message) -> Any:
 
 class NotFoundConsumer(AsyncWebsocketConsumer):
     """Any other WebSocket path: accepted only to say so with a close code."""
+
+    channel_layer_alias = EventsConsumer.channel_layer_alias
 
     async def connect(self) -> None:
         await self.accept()

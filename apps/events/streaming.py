@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -28,6 +29,8 @@ from apps.events import types as ev
 from apps.events.live import hub, in_thread
 from apps.events.selectors import events_after
 from apps.events.services import envelope
+
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 15.0
@@ -151,7 +154,10 @@ async def event_stream_frames(
     local = hub()
     cursor = LogCursor(after_id)
     try:
-        await local.add(listener)
+        try:
+            await local.add(listener)
+        except Exception:  # no channel layer (Redis down): the fallback poll still streams
+            logger.warning("SSE stream without live wake-ups", exc_info=True)
         yield f"retry: {RETRY_MS}\n\n"  # also sends the headers at once
         last_write = time.monotonic()
         while not listener.revoked:

@@ -35,6 +35,15 @@ class MemoryKind(models.TextChoices):
 
 # Each kind has a collection of its own name unless the writer picks another.
 DEFAULT_COLLECTIONS = {kind.value: kind.value for kind in MemoryKind}
+# Working memory is not embedded: it lives for hours, is read by session rather than by meaning,
+# and is two of the three rows every turn writes; embedding and indexing it would triple the
+# model time and the HNSW churn (inserts, then deletes to vacuum) for nothing the loop uses.
+EMBEDDED_KINDS = (MemoryKind.EPISODIC.value, MemoryKind.SEMANTIC.value)
+
+
+def needs_embedding(model_name: str) -> Q:
+    """Rows that should carry a vector from `model_name` and do not."""
+    return Q(kind__in=EMBEDDED_KINDS) & (Q(embedding__isnull=True) | ~Q(embedding_model=model_name))
 
 
 def _search_vector() -> SearchVector:
@@ -126,7 +135,11 @@ class MemoryEntry(TenantOwnedModel):
             models.Index(fields=["tenant", "category"], name="memory_tenant_category", condition=~Q(category="")),
             models.Index(fields=["session", "kind"], name="memory_session_kind"),
             # The queue of rows waiting for an embedding (small: rows leave it within seconds).
-            models.Index(fields=["created_at"], name="memory_pending_embedding", condition=Q(embedding__isnull=True)),
+            models.Index(
+                fields=["created_at"],
+                name="memory_pending_embedding",
+                condition=Q(embedding__isnull=True) & ~Q(kind="working"),
+            ),
             models.Index(fields=["expires_at"], name="memory_expiring", condition=Q(expires_at__isnull=False)),
         ]
 
@@ -136,6 +149,10 @@ class MemoryEntry(TenantOwnedModel):
     @property
     def is_embedded(self) -> bool:
         return self.embedding is not None
+
+    @property
+    def is_embeddable(self) -> bool:
+        return self.kind in EMBEDDED_KINDS
 
     @property
     def embedding_text(self) -> str:

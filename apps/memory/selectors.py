@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.agents.tokens import estimate_tokens
 from apps.memory import search as memory_search_engine
 from apps.memory.embedders import describe_embedder
-from apps.memory.models import MemoryEntry, MemoryKind
+from apps.memory.models import EMBEDDED_KINDS, MemoryEntry, MemoryKind
 from apps.memory.search import MemoryFilter, SearchHit
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,10 @@ def memory_stats(*, tenant) -> dict:
         by_kind[row["kind"]] = row["count"]
     embedder = describe_embedder()
     totals = live.aggregate(
-        pending=Count("id", filter=Q(embedding__isnull=True)),
-        other_model=Count("id", filter=Q(embedding__isnull=False) & ~Q(embedding_model=embedder["model"])),
+        pending=Count("id", filter=Q(embedding__isnull=True, kind__in=EMBEDDED_KINDS)),
+        other_model=Count(
+            "id", filter=Q(embedding__isnull=False, kind__in=EMBEDDED_KINDS) & ~Q(embedding_model=embedder["model"])
+        ),
         collections=Count("collection", distinct=True),
         agents=Count("agent", distinct=True),
     )

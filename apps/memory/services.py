@@ -22,7 +22,7 @@ from rest_framework.exceptions import ValidationError
 
 from apps.memory import text as memory_text
 from apps.memory.embedders import Embedder, get_embedder
-from apps.memory.models import DEFAULT_COLLECTIONS, NAME_RE, MemoryEntry, MemoryKind
+from apps.memory.models import DEFAULT_COLLECTIONS, EMBEDDED_KINDS, NAME_RE, MemoryEntry, MemoryKind, needs_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ def memory_entry_create(*, tenant, content: str, kind: str = MemoryKind.SEMANTIC
     entry = _build_entry(tenant=tenant, content=content, kind=kind, **fields)
     with transaction.atomic():
         entry.save(force_insert=True)
-        _embed_on_commit([entry.pk])
+        if entry.is_embeddable:
+            _embed_on_commit([entry.pk])
     return entry
 
 
@@ -225,7 +226,7 @@ def _record_turn(turn) -> None:
         with transaction.atomic():
             MemoryEntry.objects.bulk_create(entries)
             _trim_working_memory(tenant=turn.tenant, session_id=turn.session_id)
-            _embed_on_commit([entry.pk for entry in entries])
+            _embed_on_commit([entry.pk for entry in entries if entry.is_embeddable])
     except IntegrityError:
         # The same turn recorded at the same moment by another worker (a redelivered task).
         logger.info("turn %s: memory already recorded", turn.pk)
@@ -262,7 +263,8 @@ def memory_collection_clear(*, tenant, collection: str) -> int:
 
 
 def memory_entries_embed(*, entry_ids: Iterable, embedder: Embedder | None = None) -> int:
-    """Embed the given entries that lack a vector from `embedder` (default: the configured one).
+    """Embed the given entries that lack a vector from `embedder` (default: the configured one);
+    working memory is never embedded (models.EMBEDDED_KINDS says why).
 
     Idempotent and safe to run twice at once: rows already embedded by this model are skipped,
     and rows another worker is embedding right now are skipped too (SKIP LOCKED). Returns how
@@ -280,7 +282,7 @@ def memory_entries_embed(*, entry_ids: Iterable, embedder: Embedder | None = Non
             rows = list(
                 MemoryEntry.objects.select_for_update(skip_locked=True)
                 .filter(pk__in=ids[start : start + batch_size])
-                .filter(Q(embedding__isnull=True) | ~Q(embedding_model=embedder.name))
+                .filter(needs_embedding(embedder.name))
                 .only("id", "topic", "summary", "content")
                 .order_by()
             )
@@ -298,7 +300,7 @@ def memory_pending_ids(*, limit: int = 500, older_than_seconds: int = 30) -> lis
     """Rows still waiting for a vector some time after they were written (their task was lost)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     return list(
-        MemoryEntry.objects.filter(embedding__isnull=True, created_at__lt=cutoff)
+        MemoryEntry.objects.filter(embedding__isnull=True, kind__in=EMBEDDED_KINDS, created_at__lt=cutoff)
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )

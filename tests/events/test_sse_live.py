@@ -83,20 +83,23 @@ def test_session_stream_has_only_its_session_and_honours_the_query_id(daphne_ser
 
 def test_without_an_id_the_stream_starts_now_and_beats_when_idle(daphne_server, tenant):
     _, key = create_key(tenant)
-    publish(tenant, "job_update", {"old": True})
+    session = ChatSession.objects.create(tenant=tenant)
+    publish(tenant, "chat_token", {"old": True}, session=session)
 
     async def scenario():
-        async with _client(daphne_server, key) as client, client.stream("GET", "/api/events") as response:
+        async with (
+            _client(daphne_server, key) as client,
+            client.stream("GET", f"/api/sessions/{session.pk}/events") as response,
+        ):
             reader = SSEReader(response)
-            frames = [await reader.next(timeout=5) for _ in range(4)]
-            await apublish(tenant, "job_update", {"new": True})
-            fresh = await reader.event("job_update")
+            frames = [await reader.next(timeout=5) for _ in range(3)]
+            await apublish(tenant, "chat_token", {"new": True}, session=session)
+            fresh = await reader.event("chat_token")
             return frames, fresh
 
     frames, fresh = run(scenario())
-    assert frames[0].get("retry") == "1000"
-    assert {"comment": "heartbeat"} in frames  # SSE_HEARTBEAT_SECONDS is 1 on the test server
-    assert not any(f.get("event") == "job_update" for f in frames)
+    assert frames[0] == {"retry": "1000"}
+    assert frames[1:] == [{"comment": "heartbeat"}] * 2  # SSE_HEARTBEAT_SECONDS is 1 on the test server
     assert fresh["data"]["data"] == {"new": True}
 
 

@@ -30,6 +30,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "DB_POOL_MAX_SIZE": "4",
+        "EMBEDDING_BACKEND": "hashing",  # as in the test process (tests/conftest.py)
         "PYTHONUNBUFFERED": "1",
     }
     log = open(BASE_DIR / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown
@@ -82,7 +83,8 @@ def real_worker(celery_worker_process):
 
 def _wait_until_worker_idle(timeout: float = 30.0) -> None:
     """Let the worker finish what the test started before the test database is flushed: a turn
-    still being claimed while TRUNCATE runs deadlocks the flush."""
+    still being claimed, or the memory a finished turn records, while TRUNCATE runs deadlocks the
+    flush. Idle means no running turn and no task in the worker's hands."""
     from apps.conversations.models import Turn
 
     deadline = time.monotonic() + timeout
@@ -93,3 +95,9 @@ def _wait_until_worker_idle(timeout: float = 30.0) -> None:
         time.sleep(1.0)
         while Turn.objects.filter(status=Turn.Status.RUNNING).exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+    # Work after chat_complete (recording memory, embedding it) runs as tasks of its own.
+    while time.monotonic() < deadline:
+        active = celery_app.control.inspect(timeout=1, limit=1).active() or {}
+        if active and not any(active.values()):
+            return
+        time.sleep(0.1)

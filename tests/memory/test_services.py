@@ -79,6 +79,18 @@ def test_an_entry_embedded_by_another_model_is_embedded_again(tenant, counting):
     assert entry.embedding_model == "hashing-384"
 
 
+def test_working_memory_is_not_embedded(tenant, counting, new_session):
+    from apps.conversations.models import ChatSession
+
+    session = ChatSession.objects.get(pk=new_session())
+    working = services.memory_entry_create(tenant=tenant, content="hi", kind="working", session=session)
+
+    assert services.memory_entries_embed(entry_ids=[working.pk]) == 0
+    assert counting.calls == []
+    MemoryEntry.objects.filter(pk=working.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert services.memory_pending_ids() == []
+
+
 def test_the_sweep_embeds_entries_whose_task_was_lost(tenant, counting):
     lost = services.memory_entry_create(tenant=tenant, content="lost")
     fresh = services.memory_entry_create(tenant=tenant, content="fresh")  # its task is still on the way
@@ -190,8 +202,9 @@ def test_a_turn_records_an_episode_and_working_memory_once(
     working = MemoryEntry.objects.filter(tenant=tenant, kind=MemoryKind.WORKING, session=session)
     assert sorted(w.metadata["role"] for w in working) == ["assistant", "user"]
     assert all(w.expires_at for w in working)
-    assert MemoryEntry.objects.filter(tenant=tenant, embedding__isnull=True).count() == 0  # embedded on commit
-    assert counting.calls == [3]  # the three entries in one batch
+    assert episode.embedding_model == "hashing-384"  # embedded by the task queued on commit
+    assert all(w.embedding is None for w in working)  # working memory is never embedded
+    assert counting.calls == [1]
 
 
 def test_a_turn_that_did_not_complete_records_nothing(tenant, agent, session):

@@ -25,7 +25,9 @@ class MemoryEntrySerializer(serializers.ModelSerializer):
     agent_id = serializers.UUIDField(read_only=True, allow_null=True)
     session_id = serializers.UUIDField(read_only=True, allow_null=True)
     turn_id = serializers.UUIDField(read_only=True, allow_null=True)
-    embedded = serializers.SerializerMethodField(help_text="False until the background task has embedded it.")
+    embedded = serializers.SerializerMethodField(
+        help_text="False until the background task has embedded it; always false for working memory (never embedded)."
+    )
 
     class Meta:
         model = MemoryEntry

@@ -1,6 +1,7 @@
 """`python manage.py reembed [--tenant SLUG] [--model NAME]`: give every entry a vector from one model.
 
-Entries whose vector is missing or comes from another model are embedded again, in batches, each
+Entries (episodic and semantic; working memory is not embedded) whose vector is missing or comes
+from another model are embedded again, in batches, each
 committed on its own. Progress therefore survives an interruption: run the command again and it
 goes on with the entries still left (it walks them in id order and never revisits a batch).
 """
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
 from tqdm import tqdm
 
 from apps.memory.embedders import EmbeddingError, embedder_by_name, get_embedder
-from apps.memory.models import MemoryEntry
+from apps.memory.models import MemoryEntry, needs_embedding
 from apps.memory.services import memory_entries_embed
 from apps.tenancy.models import Tenant
 
@@ -46,7 +46,7 @@ class Command(BaseCommand):
                     "only compares entries embedded by the configured one."
                 )
             )
-        entries = MemoryEntry.objects.filter(Q(embedding__isnull=True) | ~Q(embedding_model=embedder.name))
+        entries = MemoryEntry.objects.filter(needs_embedding(embedder.name))
         if tenant:
             found = Tenant.objects.filter(slug=tenant).first()
             if found is None:
