@@ -180,7 +180,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--rates", default="20,40,80,max", help="events/s per phase, comma-separated; max = no limit")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--layer", choices=["pubsub", "core"], default=os.environ.get("CHANNEL_LAYER", "pubsub"))
@@ -227,7 +227,10 @@ def main() -> int:
         context = mp.get_context("spawn")
         for n in range(args.client_procs):
             parent, child = context.Pipe()
-            share = assignments[n :: args.client_procs]
+            # Every tenant's sockets spread over all client processes: each event then reaches
+            # each process, instead of all 50 copies queueing in one (a tenant's sockets are
+            # every len(tenants)-th entry of `assignments`).
+            share = [a for i, a in enumerate(assignments) if (i // len(tenants)) % args.client_procs == n]
             process = context.Process(target=_client_process, args=(f"ws://127.0.0.1:{port}", share, child))
             process.start()
             clients.append((process, parent))

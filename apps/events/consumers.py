@@ -242,9 +242,10 @@ class EventsConsumer(AsyncWebsocketConsumer):
         session_id = event.get("session_id")
         return not self.subscriptions or session_id is None or session_id in self.subscriptions
 
-    def deliver(self, event: dict, text: str) -> Awaitable[None] | None:
-        """Called by the hub for each event of the tenant; never waits. Returns a send for the
-        hub to await when the socket can take the message at once (daphne, nothing queued)."""
+    def deliver(self, event: dict, text: str, frame: Any = None) -> Awaitable[None] | None:
+        """Called by the hub for each event of the tenant; never waits. When the socket can take
+        the message at once (daphne, nothing queued) it goes out here: as the prepared `frame`
+        straight to the socket, else as a send returned for the hub to await."""
         if self.outbox is None or self.closing or event.get("tenant") != self.tenant_id or not self._wants(event):
             return None
         if self.pending is not None:  # connecting or replaying: hold it (it may be in the log read)
@@ -261,6 +262,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
             elif self.seen.has(event["id"]):
                 return None
         if self.outbox.can_send_now():
+            if self.outbox.send_frame_now(frame, event["id"]):
+                return None
             return self.outbox.send_now(text, event["id"])
         self._queue(event, text)
         return None
@@ -269,9 +272,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if not self.outbox.offer(text, event["id"]):
             asyncio.get_running_loop().create_task(self._overflow(dropped_id=event["id"]))
 
-    def on_status(self, envelope: dict, text: str) -> None:
-        if self.ready and not self.closing:
-            self.outbox.offer(text)  # a full outbox skips a status; the next comes in a few seconds
+    def on_status(self, envelope: dict, text: str, frame: Any = None) -> None:
+        if not self.ready or self.closing:
+            return
+        if self.outbox.can_send_now() and self.outbox.send_frame_now(frame):
+            return
+        self.outbox.offer(text)  # a full outbox skips a status; the next comes in a few seconds
 
     def credentials(self) -> tuple[str | None, str | None]:
         key = self.principal.api_key

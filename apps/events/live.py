@@ -31,6 +31,7 @@ from django.conf import settings
 
 from apps.events import types as ev
 from apps.events.services import ephemeral_envelope, tenant_group
+from apps.events.transport import prepare_frame
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ class Listener(Protocol):
 
     tenant_id: str
 
-    def deliver(self, event: dict[str, Any], text: str) -> Awaitable[None] | None: ...  # must not block
+    def deliver(self, event: dict[str, Any], text: str, frame: Any = None) -> Awaitable[None] | None: ...  # no blocking
 
-    def on_status(self, envelope: dict[str, Any], text: str) -> None: ...
+    def on_status(self, envelope: dict[str, Any], text: str, frame: Any = None) -> None: ...
 
     def credentials(self) -> tuple[str | None, str | None]: ...  # (api key id, user id)
 
@@ -171,9 +172,10 @@ class Hub:
         if not listeners:
             return
         text = encode(event)  # once per process, not once per socket
+        frame = prepare_frame(text)  # and the WebSocket frame too
         for n, listener in enumerate(list(listeners), 1):
             try:
-                sending = listener.deliver(event, text)
+                sending = listener.deliver(event, text, frame)
                 if sending is not None:
                     await sending  # under daphne a send never waits: it only fills a buffer
             except Exception:  # one broken connection must not starve the others
@@ -211,11 +213,18 @@ class Hub:
         if not tenant_ids:
             return
         figures = await in_thread(snapshot)(tenant_ids)
+        sent = 0
         for tenant_id, data in figures.items():
             envelope = ephemeral_envelope(tenant_id=tenant_id, type=ev.SYSTEM_STATUS, data=data)
             text = encode(envelope)
+            frame = prepare_frame(text)
             for listener in list(self.listeners.get(tenant_id, ())):
-                listener.on_status(envelope, text)
+                listener.on_status(envelope, text, frame)
+                sent += 1
+                if sent % FAN_OUT_SLICE == 0:
+                    # Hundreds of sockets at once would hold the loop for tens of milliseconds;
+                    # events arriving meanwhile go out between the slices.
+                    await asyncio.sleep(0)
 
     async def _recheck_credentials(self) -> None:
         from apps.events.ws_auth import still_valid

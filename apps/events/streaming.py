@@ -113,14 +113,14 @@ class _StreamListener:
         self.statuses: deque[str] = deque(maxlen=2)
         self.revoked = False
 
-    def deliver(self, event: dict[str, Any], text: str) -> None:
+    def deliver(self, event: dict[str, Any], text: str, frame: Any = None) -> None:
         if self.session_id is None or event.get("session_id") == self.session_id:
             self.wake.set()  # the stream reads the log itself: order, replay and backpressure for free
 
     def credentials(self) -> tuple[str | None, str | None]:
         return self._credentials
 
-    def on_status(self, envelope: dict[str, Any], text: str) -> None:
+    def on_status(self, envelope: dict[str, Any], text: str, frame: Any = None) -> None:
         if self._status:
             self.statuses.append(f"event: {envelope['type']}\ndata: {text}\n\n")
             self.wake.set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from apps.events.transport import Outbox, TransportFlow
+from apps.events.transport import Outbox, TransportFlow, prepare_frame
 
 
 class FakeProtocol:
@@ -118,3 +118,49 @@ def test_flow_is_only_found_on_daphnes_send():
     assert TransportFlow.from_send(plain_send) is None
     assert TransportFlow.from_send(functools.partial(handle_reply, object())) is None
     assert TransportFlow.from_send(functools.partial(handle_reply, FakeProtocol())) is not None
+
+
+class FakeWebSocketProtocol(FakeProtocol):
+    """Daphne's WebSocket protocol as far as prepared frames go: autobahn's state and send."""
+
+    STATE_OPEN = 1
+    STATE_CLOSING = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = self.STATE_OPEN
+        self.written: list[bytes] = []
+
+    def sendPreparedMessage(self, frame) -> None:  # noqa: N802 - autobahn's name
+        self.written.append(frame.payloadHybi)
+
+
+def test_a_prepared_frame_is_one_unmasked_text_frame_of_the_utf8_payload():
+    frame = prepare_frame('{"type":"chat_token","data":"héllo"}')
+    payload = '{"type":"chat_token","data":"héllo"}'.encode()
+    assert frame.payloadHybi == bytes([0x81, len(payload)]) + payload  # FIN + text, no mask bit
+
+
+def test_an_idle_open_socket_takes_the_frame_directly_and_a_closing_one_does_not():
+    async def scenario():
+        sent: list[str] = []
+
+        async def send(text: str) -> None:
+            sent.append(text)
+
+        protocol = FakeWebSocketProtocol()
+        outbox = Outbox(send, limit=3, flow=TransportFlow(protocol))
+        outbox.start()
+        frame = prepare_frame('{"id":7}')
+        assert outbox.can_send_now()
+        assert outbox.send_frame_now(frame, 7)
+        protocol.state = protocol.STATE_CLOSING
+        assert not outbox.send_frame_now(prepare_frame('{"id":8}'), 8)  # the ASGI send decides
+        assert not outbox.send_frame_now(None, 9)  # no autobahn: always the ASGI send
+        await outbox.stop()
+        return protocol.written, sent, outbox.last_id
+
+    written, sent, last_id = run(scenario())
+    assert written == [prepare_frame('{"id":7}').payloadHybi]
+    assert sent == []
+    assert last_id == 7
