@@ -11,6 +11,7 @@ from apps.agents.providers.base import ChatMessage, ToolSpec
 from apps.agents.routing import estimate_tokens
 from apps.conversations.models import Message, Turn
 from apps.memory.selectors import memory_for_context
+from apps.memory.text import CONTEXT_HEADER as MEMORY_HEADER
 from apps.tools.registry import Tool, tools_for_agent
 from apps.tools.rules import rules_prompt_for
 from apps.tools.skills import skills_prompt_for
@@ -79,7 +80,7 @@ def _memory_section(retrieved: list[dict]) -> str:
     if not retrieved:
         return ""
     lines = [f"- {item.get('summary') or item.get('content')}" for item in retrieved]
-    return "What you remember that may be relevant (from earlier conversations):\n" + "\n".join(lines)
+    return MEMORY_HEADER + "\n" + "\n".join(lines)
 
 
 def build_context(*, turn: Turn, agent) -> TurnContext:

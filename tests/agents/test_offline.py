@@ -122,3 +122,33 @@ def test_models_and_probe_need_no_network():
 @pytest.mark.parametrize("text", ["hello", "I have 3 apples", "version 2", ""])
 def test_no_expression_in_ordinary_text(text):
     assert find_expression(text) == ""
+
+
+REMEMBER = ToolSpec(name="remember", description="Save a fact.", parameters={"type": "object", "properties": {}})
+
+
+@pytest.mark.parametrize(
+    ("text", "fact"),
+    [
+        ("Remember that my favourite colour is teal.", "my favourite colour is teal."),
+        ("please remember: the launch is on Friday", "the launch is on Friday"),
+    ],
+)
+def test_remember_that_calls_the_remember_tool(text, fact):
+    result, _ = chat(user(text), tools=[*TOOLS, REMEMBER])
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [("remember", {"fact": fact})]
+
+
+def test_remember_is_not_called_when_not_offered_or_not_asked():
+    assert chat(user("Remember that I like tea"))[0].tool_calls == []
+    assert chat(user("I remember the old office"), tools=[*TOOLS, REMEMBER])[0].tool_calls == []
+
+
+def test_memories_recalled_into_the_system_prompt_are_shown_in_the_answer():
+    from apps.memory.text import CONTEXT_HEADER
+
+    system = f"You help.\n\n{CONTEXT_HEADER}\n- my favourite colour is teal\n- the launch is on Friday"
+    messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content="What colour do I like?")]
+    result, _ = chat(messages)
+    assert result.text.endswith("I remember: my favourite colour is teal | the launch is on Friday")
+    assert "I remember" not in chat(user("What colour do I like?"))[0].text

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_turn_writes_an_episode_that_a_later_turn_in_another_session_recalls(chat, new_session, minilm):
-    told = chat("Please remember: my dog is called Biscuit and she loves the beach.")
+    told = chat("My dog is called Biscuit and she loves the beach.")
     assert told.status == "completed", told.error
 
     episode = MemoryEntry.objects.get(turn=told, kind=MemoryKind.EPISODIC)
@@ -36,7 +36,7 @@ def test_a_turn_writes_an_episode_that_a_later_turn_in_another_session_recalls(c
 
 
 def test_an_unrelated_question_recalls_nothing_irrelevant(chat, new_session, minilm):
-    chat("Please remember: my dog is called Biscuit and she loves the beach.")
+    chat("My dog is called Biscuit and she loves the beach.")
 
     asked = chat("Which train goes to the airport?", session=new_session())
 
@@ -60,3 +60,20 @@ def test_recall_stays_within_the_tenant(chat, new_session, minilm, other_tenant)
     asked = chat("What is my dog called?", session=new_session())
 
     assert "Rex" not in str(asked.context_snapshot)
+
+
+def test_the_demo_agent_remembers_a_fact_and_says_so_in_another_session(chat, new_session, minilm):
+    """What `make run` shows with no model configured: the offline model saves a "remember that"
+    with the remember tool, and a later session's answer quotes what the context recalled."""
+    told = chat("Remember that my favourite colour is teal.")
+    assert told.status == "completed", told.error
+    fact = MemoryEntry.objects.get(kind=MemoryKind.SEMANTIC, category="general")
+    assert fact.content == "my favourite colour is teal."
+    assert fact.agent_id == told.agent_id
+
+    asked = chat("Which colour do I like best?", session=new_session())
+
+    assert str(fact.pk) in [item["id"] for item in asked.context_snapshot["retrieved"]]
+    answer = asked.output_message.text
+    assert "I remember: " in answer
+    assert "my favourite colour is teal" in answer.split("I remember: ", 1)[1]

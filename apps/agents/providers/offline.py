@@ -13,7 +13,11 @@ Behaviour, decided from the conversation alone:
    - it contains an http(s) URL and an `http_get` tool is offered -> call `http_get` `{"url": ...}`;
    - it contains an arithmetic expression and a `calculator` tool is offered ->
      call `calculator` `{"expression": "<the expression>"}`;
-   - else a labeled echo of the message with a hint on configuring a real provider.
+   - it starts with "remember (that) ..." and a `remember` tool is offered ->
+     call `remember` `{"fact": "<the rest>"}`;
+   - else a labeled echo of the message with a hint on configuring a real provider, followed by
+     the memories the context recalled for this turn, if any ("I remember: ..."), so a fresh
+     install shows long-term memory working across sessions without a real model.
 Text streams through `on_text` word by word; usage counts ceil(characters / 4).
 """
 
@@ -34,12 +38,14 @@ from apps.agents.providers.base import (
 )
 from apps.agents.providers.common import content_text, image_parts
 from apps.agents.tokens import estimate_tokens
+from apps.memory.text import CONTEXT_HEADER as MEMORY_HEADER
 
 OFFLINE_KIND = "offline"
 OFFLINE_MODEL = "offline-small"
 LABEL = "(offline model)"
 ECHO_LIMIT = 200
 TOOL_OUTPUT_LIMIT = 500
+FACT_LIMIT = 2000  # the remember tool's own limit
 CONFIGURE_HINT = "Configure a provider (OPENAI_API_KEY, ANTHROPIC_API_KEY or OLLAMA_HOST) for real answers."
 
 _URL_RE = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
@@ -48,6 +54,8 @@ _TIME_RE = re.compile(r"\b(time|date|clock|today)\b|\bwhat day\b", re.IGNORECASE
 _EXPRESSION_RE = re.compile(r"[\d(.][\d\s.+\-*/^%()]*[\d).]")
 _HAS_OPERATION_RE = re.compile(r"[\d.)]\s*[-+*/^%]\s*[\d.(]")
 _WORD_RE = re.compile(r"\S+\s*|\s+")
+_REMEMBER_RE = re.compile(r"^\s*(?:please\s+)?remember(?:\s+that)?[\s:,]+(?P<fact>\S.*)$", re.IGNORECASE | re.DOTALL)
+RECALLED_SHOWN = 3
 
 
 class OfflineClient:
@@ -83,12 +91,20 @@ class OfflineClient:
         expression = find_expression(text)
         if expression and "calculator" in offered:
             return self._call("calculator", {"expression": expression}, number, served, input_tokens)
+        remembered = _REMEMBER_RE.match(text)
+        if remembered and "remember" in offered:
+            fact = remembered.group("fact").strip()[:FACT_LIMIT]
+            return self._call("remember", {"fact": fact}, number, served, input_tokens)
 
         answer = f"{LABEL} I received: {text[:ECHO_LIMIT]}."
         images = len(image_parts(user.content)) if user else 0
         if images:
             answer += f" I cannot see images ({images} attached)."
-        return self._answer(f"{answer} {CONFIGURE_HINT}", served, input_tokens, on_text)
+        answer = f"{answer} {CONFIGURE_HINT}"
+        recalled = _recalled_memories(messages)
+        if recalled:
+            answer += " I remember: " + " | ".join(recalled[:RECALLED_SHOWN])
+        return self._answer(answer, served, input_tokens, on_text)
 
     def _answer(self, text: str, model: str, input_tokens: int, on_text: Callable[[str], None]) -> ChatResult:
         for word in _WORD_RE.findall(text):
@@ -130,6 +146,20 @@ def find_expression(text: str) -> str:
         if _HAS_OPERATION_RE.search(candidate) and candidate.count("(") == candidate.count(")"):
             return re.sub(r"\s+", "", candidate)
     return ""
+
+
+def _recalled_memories(messages: list[ChatMessage]) -> list[str]:
+    """The memory lines the context put in the system prompt for this turn (see MEMORY_HEADER)."""
+    system = next((content_text(m.content) for m in messages if m.role == "system"), "")
+    _, found, section = system.partition(MEMORY_HEADER + "\n")
+    if not found:
+        return []
+    lines = []
+    for line in section.splitlines():
+        if not line.startswith("- "):
+            break
+        lines.append(line[2:].strip())
+    return lines
 
 
 def _trailing_tool_results(messages: list[ChatMessage]) -> list[ChatMessage]:

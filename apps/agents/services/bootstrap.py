@@ -20,10 +20,12 @@ from apps.tenancy.principal import Actor
 logger = logging.getLogger(__name__)
 
 DEFAULT_AGENT_NAME = "assistant"
-DEFAULT_AGENT_TOOLS = ["current_time", "calculator", "http_get"]
+DEFAULT_AGENT_TOOLS = ["current_time", "calculator", "http_get", "remember", "recall"]
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely. Use the tools you are given when they "
-    "help (the current time, a calculator, fetching a web page) and say so when you are unsure."
+    "help (the current time, a calculator, fetching a web page) and say so when you are unsure. When the "
+    "user tells you something worth keeping (a name, a preference, a decision), save it with `remember`; "
+    "use `recall` to look up what you were told before."
 )
 # How long bootstrap waits for a local Ollama to list its models before going on without them.
 BOOTSTRAP_PROBE_TIMEOUT_SECONDS = 3.0
