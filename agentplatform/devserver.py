@@ -106,7 +106,7 @@ def main() -> int:
         base_url = f"http://{host}:{port}"
         _manage("seed_demo", "--base-url", base_url, env=env)
         print(f"\nagentplatform on {base_url}  (admin: {base_url}/admin/  API docs: {base_url}/api/docs/)")
-        print("Ctrl-C stops web, worker, beat and the embedded services.\n", flush=True)
+        print("Ctrl-C stops web, worker, embedder, beat and the embedded services.\n", flush=True)
 
         _children_file().write_text(f"{os.getpid()}\n")
         bin_dir = Path(sys.executable).parent
@@ -117,7 +117,14 @@ def main() -> int:
         )
         manager.add_process(
             "worker",
-            f"{bin_dir}/celery -A agentplatform worker -l info --concurrency {concurrency}",
+            f"{bin_dir}/celery -A agentplatform worker -l info -Q celery --concurrency {concurrency} -n worker@%h",
+            env=env,
+            cwd=str(BASE_DIR),
+        )
+        # Embeddings in the background, at low priority (settings.CELERY_TASK_ROUTES says why).
+        manager.add_process(
+            "embedder",
+            f"nice -n 10 {bin_dir}/celery -A agentplatform worker -l info -Q memory --concurrency 1 -n embedder@%h",
             env=env,
             cwd=str(BASE_DIR),
         )

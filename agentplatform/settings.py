@@ -258,6 +258,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacknowledged task after this long; it must exceed the longest task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+# Memory's embedding tasks have a queue of their own, so a worker at low CPU priority can take
+# them (`make run` starts one): a turn waiting for its answer must not share the CPU evenly with
+# embedding the last turn's episode. A worker that consumes both queues works as well.
+CELERY_TASK_ROUTES = {"apps.memory.tasks.*": {"queue": "memory"}}
 # Schedules the code owns. django-celery-beat's scheduler upserts these by name at start-up and
 # leaves schedules that operators add in the admin alone.
 CELERY_BEAT_SCHEDULE = {
@@ -316,6 +320,8 @@ EMBEDDING_API_KEY = env("EMBEDDING_API_KEY", default="")
 EMBEDDING_SEND_DIMENSIONS = env.bool("EMBEDDING_SEND_DIMENSIONS", default=True)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
+# Threads the local model (minilm) uses in each process; scale with processes, not threads.
+EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
 # Query embeddings are cached in Redis by hash of (model, text) for this long.
 EMBEDDING_QUERY_CACHE_SECONDS = env.int("EMBEDDING_QUERY_CACHE_SECONDS", default=24 * 3600)
 # HNSW build parameters: read when the index is created (see docs/memory.md to rebuild with new ones).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,13 +87,16 @@ def _memory_section(retrieved: list[dict]) -> str:
 def build_context(*, turn: Turn, agent) -> TurnContext:
     rules_text, rules_used = rules_prompt_for(turn.tenant)
     skills_text, skills_used = skills_prompt_for(agent)
+    recall_started, recall_timings = time.perf_counter(), {}
     retrieved = memory_for_context(
         tenant=turn.tenant,
         agent=agent,
         session=turn.session,
         query_text=turn.input_message.text,
         token_budget=settings.MEMORY_CONTEXT_TOKENS,
+        timings=recall_timings,
     )
+    recall_ms = (time.perf_counter() - recall_started) * 1000
     memory_text = _memory_section(retrieved)
     system = "\n\n".join(part for part in (system_prompt_for(agent), rules_text, skills_text, memory_text) if part)
     history = _history(turn)
@@ -111,6 +115,8 @@ def build_context(*, turn: Turn, agent) -> TurnContext:
         "rules": rules_used,
         "skills": skills_used,
         "retrieved": retrieved,
+        "recall_ms": round(recall_ms, 2),  # the memory search, query embedding included
+        "recall_embed_ms": round(recall_timings.get("embed_ms", 0.0), 2),  # the embedding model's share
         "tools": [{"name": t.name, "description": t.description, "side_effect": t.side_effect} for t in tools],
         "input": input_message.parts,
         "estimated_input_tokens": input_tokens,

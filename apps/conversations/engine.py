@@ -188,6 +188,7 @@ class TurnRunner:
         self.offline = False
         self.model_ms = 0.0  # time spent waiting on models, for the overhead figures
         self.tool_ms = 0.0
+        self.context_ms = 0.0  # assembling the context (memory recall included)
         self.transcript: list[dict] = []
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -223,7 +224,9 @@ class TurnRunner:
         try:
             if self.agent is None or not self.agent.enabled:
                 raise TurnFailure("The session's agent is missing or disabled.")
+            started = time.perf_counter()
             context = build_context(turn=self.turn, agent=self.agent)
+            self.context_ms = (time.perf_counter() - started) * 1000
             selection = self._select(context)
             if self.turn.metadata.get("parked"):
                 messages, first_step = self._resume(context)
@@ -511,7 +514,11 @@ class TurnRunner:
             "metadata": {
                 # A resumed turn is no longer parked; parking sets it again.
                 **{key: value for key, value in self.turn.metadata.items() if key != "parked"},
-                "timings": {"model_ms": round(self.model_ms, 2), "tool_ms": round(self.tool_ms, 2)},
+                "timings": {
+                    "model_ms": round(self.model_ms, 2),
+                    "tool_ms": round(self.tool_ms, 2),
+                    "context_ms": round(self.context_ms, 2),
+                },
             },
         }
 

@@ -164,7 +164,8 @@ def count_bound(filters: MemoryFilter, *, limit: int) -> int:
     The index is that of the most selective indexed filter present (session, category, collection,
     kinds, else the tenant); the other filters are left out, which can only make the count bigger.
     So a bound under the threshold proves the exact scan is cheap. The cache is per process (no
-    Redis round trip on the hot path); a stale count only picks the slower correct strategy."""
+    Redis round trip on the hot path); a stale count only picks the slower correct strategy. A
+    count of zero is never cached, so a tenant's first memories are found by meaning at once."""
     if filters.session_id is not None:
         where, params = "session_id = %s", [filters.session_id]
     elif filters.category:
@@ -186,9 +187,10 @@ def count_bound(filters: MemoryFilter, *, limit: int) -> int:
             [*params, limit + 1],
         )
         rows = cursor.fetchone()[0]
-    if len(_counts) >= _COUNTS_MAX:
-        _counts.clear()
-    _counts[key] = (rows, now + COUNT_CACHE_SECONDS)
+    if rows:  # "none yet" is not kept: a first memory must be searchable at once (the count is cheap)
+        if len(_counts) >= _COUNTS_MAX:
+            _counts.clear()
+        _counts[key] = (rows, now + COUNT_CACHE_SECONDS)
     return rows
 
 
@@ -339,9 +341,11 @@ def search(
     k: int = 10,
     embedder: Embedder | None = None,
     with_entries: bool = True,
+    timings: dict | None = None,
 ) -> list[SearchHit]:
     """The k best entries for `query` under `filters`, in `mode`. Entries are loaded (without
-    their vectors) when `with_entries`."""
+    their vectors) when `with_entries`. `timings`, when given, gets `embed_ms`: the time spent
+    embedding the query (a model call; 0 when cached or not needed)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     k = max(1, min(int(k), K_MAX))
@@ -355,7 +359,10 @@ def search(
     # A tenant with no memory at all (the count is cached) costs no query embedding.
     if mode in ("vector", "hybrid") and count_bound(filters, limit=settings.MEMORY_EXACT_SCAN_MAX_ROWS):
         embedder = embedder or get_embedder()
+        started = time.perf_counter()
         vector = embed_query(query, embedder=embedder)
+        if timings is not None:
+            timings["embed_ms"] = (time.perf_counter() - started) * 1000
         vector_hits, _ = vector_search(filters, vector, k=depth, embedding_model=embedder.name)
     if mode in ("keyword", "hybrid"):
         keyword_hits = keyword_search(filters, query, k=depth)

@@ -137,7 +137,9 @@ def memory_search(
     return memory_search_engine.search(filters, query, mode=mode, k=k)
 
 
-def memory_for_context(*, tenant, agent, session, query_text: str, token_budget: int) -> list[dict]:
+def memory_for_context(
+    *, tenant, agent, session, query_text: str, token_budget: int, timings: dict | None = None
+) -> list[dict]:
     """What a turn's context recalls: the most relevant episodic and semantic memories of the agent
     and of the tenant (tenant-wide entries), within `token_budget` estimated tokens.
 
@@ -167,7 +169,7 @@ def memory_for_context(*, tenant, agent, session, query_text: str, token_budget:
             exclude_ids=recent,
         )
         k = max(settings.MEMORY_CONTEXT_MAX_ITEMS * 2, 10)
-        hits = memory_search_engine.search(filters, query_text[:2000], mode="hybrid", k=k)
+        hits = memory_search_engine.search(filters, query_text[:2000], mode="hybrid", k=k, timings=timings)
     except Exception:
         logger.exception("memory recall failed for tenant %s; the turn goes on without it", tenant.pk)
         return []

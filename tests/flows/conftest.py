@@ -46,6 +46,8 @@ def celery_worker_process(django_db_setup, django_db_blocker):
             "2",
             "-l",
             "info",
+            "-Q",
+            "celery,memory",  # both queues (make run gives memory a worker of its own)
             "--without-gossip",
             "--without-mingle",
             "-n",

@@ -246,3 +246,13 @@ def test_a_selective_filter_in_a_big_tenant_falls_back_to_an_exact_scan(tenant, 
     lonely = MemoryFilter(tenant_id=tenant.pk, agent_id=uuid.uuid4(), agent_only=True)
     found, plan = vector_search(lonely, _unit(rng, 1)[0].tolist(), k=10, embedding_model=name)
     assert (found, plan.strategy) == ([], "hnsw+exact")
+
+
+def test_a_first_memory_is_found_by_meaning_at_once(tenant, remember, hashing):
+    """An empty tenant's count is not cached: the entry written next is vector-searchable now."""
+    assert selectors.memory_search(tenant=tenant, query="teal colour", mode="vector", k=5) == []
+    entry = remember(tenant, "my favourite colour is teal")
+
+    hits = selectors.memory_search(tenant=tenant, query="teal colour", mode="vector", k=5)
+
+    assert [hit.entry.pk for hit in hits] == [entry.pk]
