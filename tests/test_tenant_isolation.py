@@ -44,6 +44,34 @@ def _methods(callback) -> list[str]:
     return [m for m in PROBE_METHODS if hasattr(view_class, m)]
 
 
+def probe_routes(client, routes, b_values, *, leak_min_chars: int = 7) -> tuple[int, list[str]]:
+    """Tenant A's `client` against each route with tenant B's values: every route with a path
+    parameter must answer 404 (or 405) for each value and method; a GET of a route without one
+    must not mention any value of `leak_min_chars` or more characters (shorter ones can occur by
+    chance). Returns (probes made, failures)."""
+    probes, failures = 0, []
+    for route, pattern in routes:
+        assert pattern.name, f"API route {route} needs a name so it can be probed"
+        kwarg_names = list(pattern.pattern.regex.groupindex)
+        methods = _methods(pattern.callback)
+        if not kwarg_names:
+            if "get" in methods:
+                probes += 1
+                text = client.get(reverse(pattern.name)).content.decode(errors="replace")
+                leaked = [v for v in b_values if len(v) >= leak_min_chars and v in text]
+                if leaked:
+                    failures.append(f"GET {route}: response mentions tenant B's {leaked}")
+            continue
+        for value in b_values:
+            url = reverse(pattern.name, kwargs=dict.fromkeys(kwarg_names, value))
+            for method in methods:
+                probes += 1
+                response = client.generic(method.upper(), url, data=json.dumps({}), content_type="application/json")
+                if response.status_code not in (404, 405):
+                    failures.append(f"{method.upper()} {url} -> {response.status_code} {response.content[:200]!r}")
+    return probes, failures
+
+
 def _tenant_owned_models():
     return [
         model
@@ -68,28 +96,9 @@ def test_tenant_a_never_reaches_tenant_b(make_client, capsys):
     b_values = populate_tenant(tenant_b)
     client = make_client(tenant_a, role=Role.OWNER)
 
-    probes, failures = 0, []
     routes = _api_patterns()
     assert routes, "no /api/ routes found"
-    for route, pattern in routes:
-        assert pattern.name, f"API route {route} needs a name so it can be probed"
-        kwarg_names = list(pattern.pattern.regex.groupindex)
-        methods = _methods(pattern.callback)
-        if not kwarg_names:
-            if "get" in methods:
-                probes += 1
-                response = client.get(reverse(pattern.name))
-                leaked = [v for v in b_values if len(v) > 6 and v in response.content.decode(errors="replace")]
-                if leaked:
-                    failures.append(f"GET {route}: response mentions tenant B's {leaked}")
-            continue
-        for value in b_values:
-            url = reverse(pattern.name, kwargs=dict.fromkeys(kwarg_names, value))
-            for method in methods:
-                probes += 1
-                response = client.generic(method.upper(), url, data=json.dumps({}), content_type="application/json")
-                if response.status_code not in (404, 405):
-                    failures.append(f"{method.upper()} {url} -> {response.status_code} {response.content[:200]!r}")
+    probes, failures = probe_routes(client, routes, b_values)
 
     with capsys.disabled():
         print(f"\n[isolation] {probes} cross-tenant probes over {len(routes)} API routes")
