@@ -210,26 +210,51 @@ def mcp_discovered_tools(plugin_name: str, listed: list[dict[str, Any]], config:
     return entries, warnings
 
 
-def mcp_spec(plugin: Plugin):
-    """How to reach the plugin's server, secrets decrypted (build it just before use)."""
-    from apps.tools.mcp_client import McpServerSpec
-    from apps.tools.services import plugin_secrets
+def side_effect_overrides(plugin: Plugin) -> dict[str, str]:
+    """Remote tool -> side effect as set by whoever registered the server (operator or tenant)."""
+    if plugin.definition_id:
+        return plugin.definition.tool_side_effects or {}
+    return (plugin.config or {}).get("tool_side_effects") or {}
 
-    config, secrets = plugin.config or {}, plugin_secrets(plugin)
-    env = {**(config.get("env") or {}), **secrets.get("env", {})}
-    headers = {**(config.get("headers") or {}), **secrets.get("headers", {})}
+
+def mcp_spec(plugin: Plugin):
+    """How to reach the plugin's server, secrets decrypted (build it just before use).
+
+    A stdio server's argv, environment and folder come only from the operator's definition the
+    tenant enabled (and only while it is still granted); a tenant's row never names a command."""
+    from apps.tools import definitions
+    from apps.tools.mcp_client import McpServerSpec
+    from apps.tools.services import STDIO_REFUSED, plugin_secrets
+
+    config = plugin.config or {}
+    common = {
+        "key": str(plugin.pk),
+        "tenant_id": str(plugin.tenant_id),
+        "plugin_name": plugin.name,
+        "generation": plugin.generation,
+    }
+    if plugin.definition_id:
+        definition = plugin.definition
+        if not definitions.definition_granted(definition, plugin.tenant_id):
+            raise ToolError(f"The operator no longer grants the MCP server '{plugin.name}' to this tenant.")
+        env = {**(definition.env or {}), **definitions.definition_secret_env(definition)}
+        return McpServerSpec(
+            **common,
+            transport="stdio",
+            command=definition.command,
+            args=tuple(definition.args or ()),
+            env=tuple(sorted(env.items())),
+            env_passthrough=tuple(definition.env_passthrough or ()),
+            cwd=definition.cwd or "",
+            timeout_seconds=definition.timeout_seconds,
+        )
+    if config.get("transport") != "http":
+        raise ToolError(STDIO_REFUSED.replace("{name}", plugin.name))
     return McpServerSpec(
-        key=str(plugin.pk),
-        tenant_id=str(plugin.tenant_id),
-        plugin_name=plugin.name,
-        transport=config.get("transport") or ("http" if config.get("url") else "stdio"),
-        command=config.get("command") or "",
-        args=tuple(config.get("args") or ()),
-        env=tuple(sorted(env.items())),
-        cwd=config.get("cwd") or "",
+        **common,
+        transport="http",
         url=config.get("url") or "",
-        headers=tuple(sorted(headers.items())),
-        generation=plugin.generation,
+        headers=tuple(sorted(plugin_secrets(plugin).get("headers", {}).items())),
         timeout_seconds=config.get("timeout_seconds"),
     )
 
@@ -250,7 +275,7 @@ def _mcp_handler(plugin: Plugin, remote_name: str):
 
 
 def mcp_plugin_tools(plugin: Plugin) -> list[Tool]:
-    overrides = (plugin.config or {}).get("tool_side_effects") or {}
+    overrides = side_effect_overrides(plugin)
     tools = []
     for entry in plugin.discovered_tools or []:
         try:
