@@ -80,8 +80,9 @@ class PluginAdminForm(forms.ModelForm):
         if self.instance._state.adding and kind != Plugin.Kind.MCP:
             self.add_error("kind", "Only MCP servers are added here; Python plugins are enabled per tenant.")
         definition = cleaned.get("definition") if self.instance._state.adding else self.instance.definition
-        if kind == Plugin.Kind.MCP and definition is None and (self.instance._state.adding or self.instance.pk):
-            if self.instance.pk and (self.instance.config or {}).get("transport") != "http":
+        if kind == Plugin.Kind.MCP and definition is None:
+            adding = self.instance._state.adding
+            if not adding and (self.instance.config or {}).get("transport") != "http":
                 return cleaned  # a stdio row disabled by migration 0003: shown for review, never run
             try:
                 services.mcp_config_clean(cleaned.get("config") or {}, cleaned.get("new_secrets"))

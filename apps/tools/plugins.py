@@ -27,6 +27,7 @@ from typing import Any
 
 import jsonschema
 from django.conf import settings
+from django.db.models import Q
 
 from apps.tools.models import PLUGIN_NAME_PATTERN, Plugin
 from apps.tools.registry import (
@@ -221,7 +222,9 @@ def mcp_spec(plugin: Plugin):
     """How to reach the plugin's server, secrets decrypted (build it just before use).
 
     A stdio server's argv, environment and folder come only from the operator's definition the
-    tenant enabled (and only while it is still granted); a tenant's row never names a command."""
+    tenant enabled; a tenant's row never names a command. Callers check the grant still holds
+    (plugin_tools_for_tenant in its query, plugin_discover before connecting): this runs on
+    every call, from any thread, and makes no query of its own once `definition` is loaded."""
     from apps.tools import definitions
     from apps.tools.mcp_client import McpServerSpec
     from apps.tools.services import STDIO_REFUSED, plugin_secrets
@@ -235,8 +238,6 @@ def mcp_spec(plugin: Plugin):
     }
     if plugin.definition_id:
         definition = plugin.definition
-        if not definitions.definition_granted(definition, plugin.tenant_id):
-            raise ToolError(f"The operator no longer grants the MCP server '{plugin.name}' to this tenant.")
         env = {**(definition.env or {}), **definitions.definition_secret_env(definition)}
         return McpServerSpec(
             **common,
@@ -314,8 +315,13 @@ def plugin_tools_for_tenant(*, tenant_id, names: list[str]) -> list[Tool]:
     plugin_names = {name.split(PLUGIN_SEPARATOR, 1)[0] for name in wanted}
     if not plugin_names:
         return []
-    rows = Plugin.objects.filter(tenant_id=tenant_id, enabled=True, name__in=plugin_names).exclude(
-        kind=Plugin.Kind.BUILTIN
+    rows = (
+        Plugin.objects.filter(tenant_id=tenant_id, enabled=True, name__in=plugin_names)
+        .exclude(kind=Plugin.Kind.BUILTIN)
+        # An operator's definition counts only while it is still granted to the tenant.
+        .filter(Q(definition=None) | Q(definition__available_to_all=True) | Q(definition__granted_tenants=tenant_id))
+        .select_related("definition")
+        .distinct()
     )
     tools = []
     for row in rows:

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
-from apps.agents.crypto import decrypt_secret, encrypt_secret, mask_secret
+from apps.agents.crypto import decrypt_secret, encrypt_secret
 from apps.core.errors import Conflict
 from apps.tenancy.models import Tenant
 from apps.tenancy.principal import Actor
@@ -97,7 +97,14 @@ def header_hints(plugin: Plugin) -> list[dict[str, str]]:
         headers = plugin_secrets(plugin).get("headers", {})
     except ValueError:
         return [{"name": "?", "hint": "cannot be decrypted with the configured key"}]
-    return [{"name": name, "hint": mask_secret(value)} for name, value in sorted(headers.items())]
+    return [{"name": name, "hint": _hint(value)} for name, value in sorted(headers.items())]
+
+
+def _hint(value: str) -> str:
+    # Like mask_secret's tail, without its vendor prefix: a header's first word can be anything
+    # (a team name, a user name), so only the last characters are shown, at most a quarter.
+    tail = min(4, len(value) // 4)
+    return f"…{value[-tail:]}" if tail else "…"
 
 
 # --- plugins ---------------------------------------------------------------------------------------
@@ -265,6 +272,7 @@ def plugin_discover(*, tenant: Tenant, actor: Actor, plugin: Plugin) -> Plugin:
         status = Plugin.Status.READY if code else Plugin.Status.UNAVAILABLE
         message = "" if code else "The plugin's code is not installed in this process."
     elif plugin.kind == Plugin.Kind.MCP:
+        _check_may_enable(tenant, plugin)  # a stdio row of no (or no longer granted) definition never starts
         Plugin.objects.filter(pk=plugin.pk).update(generation=F("generation") + 1)
         plugin.refresh_from_db(fields=["generation"])
         try:

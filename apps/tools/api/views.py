@@ -201,6 +201,8 @@ class PluginExecuteView(TenantAPIView):
             raise Http404
         if not plugin.enabled:
             raise Conflict(self._disabled_message(name))
+        if plugin.definition_id and not definitions.definition_granted(plugin.definition, self.tenant.pk):
+            raise Conflict(f"The operator no longer grants '{name}' to this tenant.")
         return found
 
     @staticmethod
@@ -236,9 +238,10 @@ class McpDiscoverView(TenantAPIView):
         tags=["plugins"],
         summary="Ask an MCP server for its tools now (admin)",
         description="Opens a fresh connection, lists the tools and records them; answers the plugin with its "
-        "new `status` (`error` and the reason when the server could not be reached).",
+        "new `status` (`error` and the reason when the server could not be reached). 409 for a stdio server "
+        "that no operator definition (still granted to this tenant) provides.",
         request=None,
-        responses={200: PluginSerializer, **ERROR_RESPONSES},
+        responses={200: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     )
     def post(self, request, name: str):
         plugin = services.plugin_discover(

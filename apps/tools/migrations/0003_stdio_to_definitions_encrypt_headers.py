@@ -45,19 +45,19 @@ def _token(value: dict) -> str:
     return encrypt_secret(json.dumps(value)) if value else ""
 
 
-def _free_name(Definition, name: str) -> str:
+def _free_name(definition_model, name: str) -> str:
     candidate, n = name, 1
-    while Definition.objects.filter(name=candidate).exists():
+    while definition_model.objects.filter(name=candidate).exists():
         n += 1
         candidate = f"{name[:28]}-{n}"
     return candidate
 
 
-def forwards(apps, schema_editor):
-    Plugin = apps.get_model("tools", "Plugin")
-    Definition = apps.get_model("tools", "PluginDefinition")
+def forwards(apps, schema_editor):  # noqa: ARG001 - RunPython's signature
+    plugin_model = apps.get_model("tools", "Plugin")
+    definition_model = apps.get_model("tools", "PluginDefinition")
     allowed = set(environ.Env().list("MCP_STDIO_ALLOWED_COMMANDS", default=[]))
-    for plugin in Plugin.objects.filter(kind="mcp", definition__isnull=True).order_by("created_at"):
+    for plugin in plugin_model.objects.filter(kind="mcp", definition__isnull=True).order_by("created_at"):
         config = dict(plugin.config or {})
         secrets = _secrets(plugin.secrets_encrypted)
         transport = config.get("transport") or ("http" if config.get("url") else "stdio")
@@ -69,8 +69,8 @@ def forwards(apps, schema_editor):
             continue
         command = config.get("command") or ""
         if command and command in allowed:
-            definition = Definition.objects.create(
-                name=_free_name(Definition, plugin.name),
+            definition = definition_model.objects.create(
+                name=_free_name(definition_model, plugin.name),
                 description=(
                     f"Migrated from the stdio registration '{plugin.name}' of tenant {plugin.tenant_id}; "
                     f"review its argv. {plugin.description}"
