@@ -57,6 +57,7 @@ class PluginListView(TenantAPIView):
 
     @extend_schema(
         tags=["plugins"],
+        operation_id="plugins_list",
         summary="The tenant's plugins and their tools",
         description="`builtin` (always on), the Python plugins installed on the platform and the stdio MCP "
         "servers operators offer this tenant (both off until enabled with `PUT /api/plugins/{name}/toggle`), "
