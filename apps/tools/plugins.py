@@ -1,10 +1,12 @@
 """Plugins: where tools beyond the built-ins come from, and the tools each tenant sees.
 
-- **Python plugins** are code installed on the platform: the modules of the `plugins/` package
-  (PLUGINS_PACKAGE) and the objects of the `agentplatform.plugins` entry point group. Each
-  exposes a `PythonPlugin`; tenants enable the ones they want (a Plugin row, kind python).
-- **MCP servers** are registered per tenant (a Plugin row, kind mcp); their tools are what
-  the server listed at the last discovery, and each call goes to the server through
+- **Python plugins** are code an operator installed on the platform: the modules of the
+  `plugins/` package (PLUGINS_PACKAGE) and the objects of the `agentplatform.plugins` entry
+  point group. Each exposes a `PythonPlugin`; tenants enable the ones they want (a Plugin row,
+  kind python).
+- **MCP servers**: a tenant registers HTTP ones; stdio ones are operators' definitions
+  (PluginDefinition) that a tenant enables (a Plugin row, kind mcp, either way). Their tools are
+  what the server listed at the last discovery, and each call goes to the server through
   `apps.tools.mcp_client`.
 
 Either way a plugin tool is named `<plugin>__<tool>`, and only an *enabled* plugin of the
@@ -51,6 +53,7 @@ SCHEMA_MAX_CHARS = 20000
 WILDCARD = "*"
 _NAME_RE = re.compile(PLUGIN_NAME_PATTERN)
 _INVALID_TOOL_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_PACKAGE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 SIDE_EFFECTS = (SideEffect.READ, SideEffect.WRITE, SideEffect.EXTERNAL)
 
 
@@ -94,7 +97,13 @@ def _check_python_plugin(candidate: Any, origin: str) -> PythonPlugin:
 
 
 def _package_candidates(package_name: str) -> list[tuple[str, Any]]:
+    """The modules of the operator's plugins package, found on disk under it. Only this and the
+    entry points ever import plugin code: names from tenants are looked up in the index this
+    builds, never imported (a tenant cannot make the platform load a module)."""
     found: list[tuple[str, Any]] = []
+    if not _PACKAGE_RE.match(package_name):
+        logger.warning("PLUGINS_PACKAGE %r is not a dotted module name; no local plugins loaded.", package_name)
+        return found
     try:
         package = importlib.import_module(package_name)
     except ImportError:
