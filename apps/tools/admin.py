@@ -20,6 +20,7 @@ from apps.core.errors import Conflict
 from apps.core.ratelimit import client_address
 from apps.tenancy.principal import Actor
 from apps.tools import definitions, services
+from apps.tools import plugins as plugin_code
 from apps.tools.models import AgentSkill, AiRule, Plugin, PluginDefinition, Skill
 from apps.tools.registry import ToolError
 
@@ -261,9 +262,12 @@ class PluginDefinitionAdminForm(forms.ModelForm):
             return cleaned
         cleaned.update({key: value for key, value in launch.items() if key != "secret_env"})
         name = cleaned.get("name")
-        if self.instance._state.adding and name and Plugin.objects.filter(name=name, definition=None).exists():
-            # Not fatal: those tenants keep their own server, and cannot enable this one.
-            self.add_error(None, f"Tenants already have their own plugin named '{name}': choose another name.")
+        if self.instance._state.adding and name:
+            if name == plugin_code.BUILTIN_PLUGIN_NAME or name in plugin_code.python_plugins().plugins:
+                self.add_error("name", f"'{name}' is the name of a plugin installed on the platform.")
+            elif Plugin.objects.filter(name=name, definition=None).exists():
+                # Their tool names would clash: `<name>__<tool>` must mean one server per tenant.
+                self.add_error("name", f"Tenants already have their own plugin named '{name}': choose another name.")
         return cleaned
 
 

@@ -71,6 +71,26 @@ def test_an_operator_defines_a_stdio_server_grants_it_and_its_secret_env_stays_h
     assert row.config == {"transport": "stdio"}
 
 
+@pytest.mark.parametrize("name", ["builtin", "text", "tenants-own"])
+def test_a_definition_cannot_take_a_name_in_use(operator, tenant, name):
+    Plugin.objects.create(tenant=tenant, name="tenants-own", kind="mcp", config={"transport": "http", "url": "x"})
+    response = operator.post(
+        "/admin/tools/plugindefinition/add/",
+        {
+            "name": name,
+            "command": "/bin/false",
+            "args": "[]",
+            "env": "{}",
+            "env_passthrough": "[]",
+            "tool_side_effects": "{}",
+        },
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "installed on the platform" in page or "already have their own plugin" in page
+    assert not PluginDefinition.objects.exists()
+
+
 def test_the_plugin_form_refuses_a_stdio_command_and_an_ungranted_definition(operator, tenant, other_tenant):
     refused = operator.post(
         "/admin/tools/plugin/add/",
