@@ -376,9 +376,8 @@ MCP_CALL_TIMEOUT_SECONDS = env.float("MCP_CALL_TIMEOUT_SECONDS", default=30.0)
 MCP_CONNECT_TIMEOUT_SECONDS = env.float("MCP_CONNECT_TIMEOUT_SECONDS", default=20.0)
 MCP_IDLE_SECONDS = env.int("MCP_IDLE_SECONDS", default=300)
 MCP_MAX_CONNECTIONS = env.int("MCP_MAX_CONNECTIONS", default=16)
-# A stdio MCP server is a process on the platform's machines, so tenants may only register
-# commands listed here (exact match); operators register others in the Django admin.
-MCP_STDIO_ALLOWED_COMMANDS = env.list("MCP_STDIO_ALLOWED_COMMANDS", default=[])
+# Stdio MCP servers are operator-defined in the admin (PluginDefinition); MCP_STDIO_ALLOWED_COMMANDS
+# is read once, from the environment, by migration tools 0003 and is no setting any more.
 # Streamable HTTP servers on private or loopback addresses (an internal MCP gateway) need this.
 MCP_ALLOW_PRIVATE_URLS = env.bool("MCP_ALLOW_PRIVATE_URLS", default=False)
 # Plugin.kind and .status would collide with the providers' and turns' enums of the same field name.

@@ -1,7 +1,9 @@
-"""The operators' view of plugins (secrets masked), skills and AI rules.
+"""The operators' view of plugins (secrets masked), the stdio MCP server catalog, skills and AI rules.
 
-Operators are trusted: a stdio MCP server registered here may use any command, not only those in
-MCP_STDIO_ALLOWED_COMMANDS (the API's limit for tenants)."""
+Stdio MCP servers run on the platform's host, so they are defined here only (PluginDefinition:
+the full argv, environment and folder) and granted to tenants, who enable them through the API.
+A tenant's Plugin row never carries a command: the Plugin form takes HTTP servers, or a
+definition to enable for a tenant on its behalf."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from apps.agents.crypto import mask_secret
 from apps.core.errors import Conflict
 from apps.core.ratelimit import client_address
 from apps.tenancy.principal import Actor
-from apps.tools import services
-from apps.tools.models import AgentSkill, AiRule, Plugin, Skill
+from apps.tools import definitions, services
+from apps.tools import plugins as plugin_code
+from apps.tools.models import AgentSkill, AiRule, Plugin, PluginDefinition, Skill
 from apps.tools.registry import ToolError
 
 
@@ -38,46 +41,65 @@ def _messages_of(exc: Exception) -> str:
     return str(detail)
 
 
-class PluginAdminForm(forms.ModelForm):
+def _json_secret_field(label: str, help_text: str) -> forms.CharField:
     # Never pre-filled: the page never carries a secret, encrypted or not.
-    new_secrets = forms.CharField(
+    return forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
-        label="Replace secrets",
-        help_text='JSON {"env": {"NAME": "value"}, "headers": {"Authorization": "Bearer ..."}}; stored encrypted. '
-        "Leave empty to keep the stored secrets; {} removes them.",
+        label=label,
+        help_text=help_text,
+    )
+
+
+def _json_or_none(raw: str | None):
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError("Not valid JSON.") from exc
+
+
+class PluginAdminForm(forms.ModelForm):
+    new_secrets = _json_secret_field(
+        "Replace headers",
+        'HTTP servers: JSON {"headers": {"Authorization": "Bearer ..."}}; stored encrypted. Leave empty to keep '
+        "the stored headers; {} removes them.",
     )
 
     class Meta:
         model = Plugin
-        fields = ["tenant", "name", "kind", "description", "config", "enabled"]
+        fields = ["tenant", "name", "kind", "description", "definition", "config", "enabled"]
 
     def clean_new_secrets(self):
-        raw = (self.cleaned_data.get("new_secrets") or "").strip()
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError("Not valid JSON.") from exc
+        return _json_or_none(self.cleaned_data.get("new_secrets"))
 
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind") or self.instance.kind
         if self.instance._state.adding and kind != Plugin.Kind.MCP:
             self.add_error("kind", "Only MCP servers are added here; Python plugins are enabled per tenant.")
-        if kind == Plugin.Kind.MCP:
+        definition = cleaned.get("definition") if self.instance._state.adding else self.instance.definition
+        if kind == Plugin.Kind.MCP and definition is None:
+            adding = self.instance._state.adding
+            if not adding and (self.instance.config or {}).get("transport") != "http":
+                return cleaned  # a stdio row disabled by migration 0003: shown for review, never run
             try:
-                services.mcp_config_clean(cleaned.get("config") or {}, cleaned.get("new_secrets"), trusted=True)
+                services.mcp_config_clean(cleaned.get("config") or {}, cleaned.get("new_secrets"))
             except ApiValidationError as exc:
                 self.add_error("config", _messages_of(exc))
+        if self.instance._state.adding and definition is not None:
+            tenant = cleaned.get("tenant")
+            if tenant is not None and not definitions.definition_granted(definition, tenant.pk):
+                self.add_error("definition", "Grant this definition to the tenant first (on the definition's page).")
         return cleaned
 
 
 @admin.register(Plugin)
 class PluginAdmin(admin.ModelAdmin):
     form = PluginAdminForm
-    list_display = ["name", "tenant", "kind", "enabled", "status", "tool_count", "discovered_at"]
+    list_display = ["name", "tenant", "kind", "definition", "enabled", "status", "tool_count", "discovered_at"]
     list_filter = ["kind", "enabled", "status"]
     search_fields = ["name", "tenant__slug"]
     readonly_fields = [
@@ -96,6 +118,7 @@ class PluginAdmin(admin.ModelAdmin):
         "tenant",
         "name",
         "kind",
+        "definition",
         "description",
         "enabled",
         "config",
@@ -124,25 +147,26 @@ class PluginAdmin(admin.ModelAdmin):
             ((t.get("name"), t.get("side_effect"), t.get("description", "")[:120]) for t in tools),
         )
 
-    @admin.display(description="Stored secrets")
+    @admin.display(description="Stored headers")
     def stored_secrets(self, obj) -> str:
-        try:
-            secrets = services.plugin_secrets(obj)
-        except ValueError:
-            return "cannot be decrypted with the configured FIELD_ENCRYPTION_KEY"
-        shown = [
-            f"{kind}.{name} = {mask_secret(value)}"
-            for kind, values in secrets.items()
-            for name, value in values.items()
-        ]
+        shown = [f"{hint['name']} = {hint['hint']}" for hint in services.header_hints(obj)]
         return ", ".join(shown) or "none"
 
     def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "tenant", "kind", "name"] if obj is not None else self.readonly_fields
+        if obj is None:
+            return self.readonly_fields
+        return [*self.readonly_fields, "tenant", "kind", "name", "definition"]
 
     def save_model(self, request, obj, form, change):
         data, actor = form.cleaned_data, _actor(request)
         try:
+            if not change and data.get("definition") is not None:
+                # Enabling an operator's definition for a tenant, as the tenant's admin would.
+                created = services.plugin_toggle(
+                    tenant=data["tenant"], actor=actor, name=data["definition"].name, enabled=data.get("enabled", True)
+                )
+                obj.pk = created.pk
+                return
             if not change:
                 created = services.plugin_create(
                     tenant=data["tenant"],
@@ -153,18 +177,17 @@ class PluginAdmin(admin.ModelAdmin):
                     description=data.get("description", ""),
                     enabled=data.get("enabled", True),
                     discover=False,
-                    trusted=True,
                 )
                 obj.pk = created.pk
                 return
-            if obj.kind == Plugin.Kind.MCP and ("config" in form.changed_data or data.get("new_secrets") is not None):
-                services.plugin_set_config(
+            http = obj.kind == Plugin.Kind.MCP and (obj.config or {}).get("transport") == "http"
+            if http and ("config" in form.changed_data or data.get("new_secrets") is not None):
+                services.plugin_update(
                     tenant=obj.tenant,
                     actor=actor,
                     plugin=obj,
                     config=data.get("config") or {},
                     secrets=data.get("new_secrets"),
-                    trusted=True,
                 )
             if "enabled" in form.changed_data:
                 services.plugin_toggle(tenant=obj.tenant, actor=actor, name=obj.name, enabled=data["enabled"])
@@ -192,6 +215,87 @@ class PluginAdmin(admin.ModelAdmin):
         for plugin in queryset.filter(kind=Plugin.Kind.MCP):
             services.plugin_disconnect(tenant=plugin.tenant, actor=_actor(request), plugin=plugin)
         messages.success(request, "Connections close in every process at their next use.")
+
+
+class PluginDefinitionAdminForm(forms.ModelForm):
+    new_secret_env = _json_secret_field(
+        "Replace secret environment",
+        'JSON {"API_TOKEN": "..."}: variables the server gets, stored encrypted. Leave empty to keep the '
+        "stored ones; {} removes them.",
+    )
+
+    class Meta:
+        model = PluginDefinition
+        fields = [
+            "name",
+            "description",
+            "command",
+            "args",
+            "env",
+            "env_passthrough",
+            "cwd",
+            "timeout_seconds",
+            "tool_side_effects",
+            "available_to_all",
+            "granted_tenants",
+        ]
+
+    def clean_new_secret_env(self):
+        return _json_or_none(self.cleaned_data.get("new_secret_env"))
+
+    def clean(self):
+        cleaned = super().clean()
+        try:
+            launch = definitions.definition_clean(
+                command=cleaned.get("command"),
+                args=cleaned.get("args"),
+                env=cleaned.get("env"),
+                env_passthrough=cleaned.get("env_passthrough"),
+                cwd=cleaned.get("cwd"),
+                secret_env=cleaned.get("new_secret_env"),
+            )
+            definitions.timeout_clean(cleaned.get("timeout_seconds"), field="timeout_seconds")
+            definitions.side_effects_clean(cleaned.get("tool_side_effects"), field="tool_side_effects")
+        except ApiValidationError as exc:
+            for field, errors in exc.detail.items():
+                self.add_error(field if field in self.fields else None, [str(e) for e in errors])
+            return cleaned
+        cleaned.update({key: value for key, value in launch.items() if key != "secret_env"})
+        name = cleaned.get("name")
+        if self.instance._state.adding and name:
+            if name == plugin_code.BUILTIN_PLUGIN_NAME or name in plugin_code.python_plugins().plugins:
+                self.add_error("name", f"'{name}' is the name of a plugin installed on the platform.")
+            elif Plugin.objects.filter(name=name, definition=None).exists():
+                # Their tool names would clash: `<name>__<tool>` must mean one server per tenant.
+                self.add_error("name", f"Tenants already have their own plugin named '{name}': choose another name.")
+        return cleaned
+
+
+@admin.register(PluginDefinition)
+class PluginDefinitionAdmin(admin.ModelAdmin):
+    form = PluginDefinitionAdminForm
+    list_display = ["name", "command", "available_to_all", "enablement_count", "updated_at"]
+    list_filter = ["available_to_all"]
+    search_fields = ["name", "command", "description"]
+    filter_horizontal = ["granted_tenants"]
+    readonly_fields = ["id", "stored_secret_env", "created_at", "updated_at"]
+
+    @admin.display(description="Enabled by tenants")
+    def enablement_count(self, obj) -> int:
+        return obj.enablements.filter(enabled=True).count()
+
+    @admin.display(description="Stored secret environment")
+    def stored_secret_env(self, obj) -> str:
+        try:
+            secret_env = definitions.definition_secret_env(obj)
+        except ValueError:
+            return "cannot be decrypted with the configured FIELD_ENCRYPTION_KEY"
+        return ", ".join(f"{name} = {mask_secret(value)}" for name, value in sorted(secret_env.items())) or "none"
+
+    def save_model(self, request, obj, form, change):
+        services.plugin_definition_save(
+            actor=_actor(request), definition=obj, secret_env=form.cleaned_data.get("new_secret_env")
+        )
 
 
 class AgentSkillInline(admin.TabularInline):

@@ -40,6 +40,10 @@ from apps.tools.registry import ToolError
 logger = logging.getLogger(__name__)
 
 LIST_TOOLS_MAX_PAGES = 20
+# What a stdio server inherits from the platform's environment, besides the names its operator
+# lists: enough to find executables and format text, nothing that configures the platform (its
+# secret key, database URL, provider keys and encryption key stay in this process).
+CHILD_ENV_ALLOWED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 
 class McpError(ToolError):
@@ -57,6 +61,7 @@ class McpServerSpec:
     command: str = ""
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # secrets: kept out of reprs and logs
+    env_passthrough: tuple[str, ...] = ()  # names of the platform's variables the operator lets through
     cwd: str = ""
     url: str = ""
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -109,6 +114,17 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ToolError):  # our own refusals say what happened already
         return text[:500]
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+def child_environment(spec: McpServerSpec) -> dict[str, str]:
+    """The environment a stdio server starts with: CHILD_ENV_ALLOWED and the operator's
+    passthrough names taken from ours, then the definition's own variables (which win).
+
+    The SDK adds its own safe defaults underneath (mcp.client.stdio.get_default_environment:
+    HOME, LOGNAME, PATH, SHELL, TERM, USER), never anything else of ours."""
+    names = (*CHILD_ENV_ALLOWED, *spec.env_passthrough)
+    inherited = {name: os.environ[name] for name in names if name in os.environ}
+    return {**inherited, **dict(spec.env)}
 
 
 def _check_url(url: str) -> None:
@@ -257,6 +273,8 @@ class McpConnectionManager:
 
     async def _transport(self, spec: McpServerSpec, stack: AsyncExitStack):
         if spec.transport == "stdio":
+            if not spec.command:
+                raise McpError(f"The MCP server '{spec.plugin_name}' has no operator definition to start.")
             from mcp import StdioServerParameters
             from mcp.client.stdio import stdio_client
 
@@ -265,7 +283,7 @@ class McpConnectionManager:
             # The server's stderr, kept for whoever debugs it; truncated at each start.
             errlog = stack.enter_context(open(log_dir / f"{spec.key}.log", "w"))  # noqa: SIM115
             parameters = StdioServerParameters(
-                command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=spec.cwd or None
+                command=spec.command, args=list(spec.args), env=child_environment(spec), cwd=spec.cwd or None
             )
             return stdio_client(parameters, errlog=errlog)
         if spec.transport == "http":

@@ -1,17 +1,54 @@
-"""Plugins (Python and MCP), skills and their agents, and AI rules; all tenant-owned."""
+"""Plugins (Python and MCP), skills and their agents, and AI rules; all tenant-owned, except the
+operators' catalog of stdio MCP servers (PluginDefinition), which tenants only enable."""
 
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
 from django.db import models
 
-from apps.core.models import TenantOwnedModel
+from apps.core.models import TenantOwnedModel, TimestampedModel
 
 # Plugin and skill names: lower-case, digits and hyphens, starting with a letter. No underscore,
 # so `<plugin>__<tool>` splits one way only; short, so the qualified tool name stays within the
 # 64 characters model APIs accept.
 PLUGIN_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 SKILL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,63}$"
+
+
+class PluginDefinition(TimestampedModel):
+    """An operator-registered stdio MCP server: the full argv, environment and folder it runs with.
+
+    Not tenant-owned: a tenant *enables* a definition it was granted (a Plugin row pointing here)
+    and can never change what runs on the host. `env` holds fixed values, `env_passthrough` the
+    names of the platform's own variables the server may inherit (nothing else of the platform's
+    environment reaches it), `secrets_encrypted` a Fernet token of JSON {"env": {...}}.
+    """
+
+    name = models.CharField(max_length=32, unique=True, validators=[RegexValidator(PLUGIN_NAME_PATTERN)])
+    description = models.TextField(blank=True)
+    command = models.CharField(max_length=500, help_text="The executable, best an absolute path.")
+    args = models.JSONField(default=list, blank=True, help_text="The arguments, a JSON list of strings.")
+    env = models.JSONField(default=dict, blank=True, help_text="Fixed environment variables (not secret).")
+    env_passthrough = models.JSONField(
+        default=list, blank=True, help_text="Names of the platform's environment variables the server inherits."
+    )
+    cwd = models.CharField(max_length=500, blank=True, help_text="The working folder (empty: the platform's).")
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    timeout_seconds = models.FloatField(null=True, blank=True)
+    tool_side_effects = models.JSONField(
+        default=dict, blank=True, help_text="Remote tool name -> read | write | external (default external)."
+    )
+    available_to_all = models.BooleanField(
+        default=False, help_text="Every tenant may enable it; otherwise only the tenants granted below."
+    )
+    granted_tenants = models.ManyToManyField("tenancy.Tenant", blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "stdio MCP server definition"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Plugin(TenantOwnedModel):
@@ -36,11 +73,16 @@ class Plugin(TenantOwnedModel):
     name = models.CharField(max_length=32, validators=[RegexValidator(PLUGIN_NAME_PATTERN)])
     kind = models.CharField(max_length=16, choices=Kind.choices)
     description = models.TextField(blank=True)
-    # MCP: {transport: stdio|http, command, args, env, cwd, url, headers, timeout_seconds,
-    # tool_side_effects: {remote tool: read|write|external}}. Never secrets: those are below.
+    # HTTP MCP: {transport: http, url, timeout_seconds, tool_side_effects: {remote tool:
+    # read|write|external}}. Stdio MCP: {transport: stdio} and `definition` says what runs.
+    # Never secrets, headers included: those are below.
     config = models.JSONField(default=dict, blank=True)
-    # Fernet token of JSON {"env": {...}, "headers": {...}}: secret env variables and headers.
+    # Fernet token of JSON {"headers": {...}} (HTTP MCP): write-only, shown by name and hint.
     secrets_encrypted = models.TextField(blank=True, editable=False)
+    # Stdio MCP: the operator's definition this tenant enabled (argv, env and cwd come from it).
+    definition = models.ForeignKey(
+        PluginDefinition, null=True, blank=True, on_delete=models.PROTECT, related_name="enablements"
+    )
     enabled = models.BooleanField(default=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     status_message = models.TextField(blank=True)

@@ -1,10 +1,12 @@
 """Plugins: where tools beyond the built-ins come from, and the tools each tenant sees.
 
-- **Python plugins** are code installed on the platform: the modules of the `plugins/` package
-  (PLUGINS_PACKAGE) and the objects of the `agentplatform.plugins` entry point group. Each
-  exposes a `PythonPlugin`; tenants enable the ones they want (a Plugin row, kind python).
-- **MCP servers** are registered per tenant (a Plugin row, kind mcp); their tools are what
-  the server listed at the last discovery, and each call goes to the server through
+- **Python plugins** are code an operator installed on the platform: the modules of the
+  `plugins/` package (PLUGINS_PACKAGE) and the objects of the `agentplatform.plugins` entry
+  point group. Each exposes a `PythonPlugin`; tenants enable the ones they want (a Plugin row,
+  kind python).
+- **MCP servers**: a tenant registers HTTP ones; stdio ones are operators' definitions
+  (PluginDefinition) that a tenant enables (a Plugin row, kind mcp, either way). Their tools are
+  what the server listed at the last discovery, and each call goes to the server through
   `apps.tools.mcp_client`.
 
 Either way a plugin tool is named `<plugin>__<tool>`, and only an *enabled* plugin of the
@@ -27,6 +29,7 @@ from typing import Any
 
 import jsonschema
 from django.conf import settings
+from django.db.models import Q
 
 from apps.tools.models import PLUGIN_NAME_PATTERN, Plugin
 from apps.tools.registry import (
@@ -50,6 +53,7 @@ SCHEMA_MAX_CHARS = 20000
 WILDCARD = "*"
 _NAME_RE = re.compile(PLUGIN_NAME_PATTERN)
 _INVALID_TOOL_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_PACKAGE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 SIDE_EFFECTS = (SideEffect.READ, SideEffect.WRITE, SideEffect.EXTERNAL)
 
 
@@ -93,7 +97,13 @@ def _check_python_plugin(candidate: Any, origin: str) -> PythonPlugin:
 
 
 def _package_candidates(package_name: str) -> list[tuple[str, Any]]:
+    """The modules of the operator's plugins package, found on disk under it. Only this and the
+    entry points ever import plugin code: names from tenants are looked up in the index this
+    builds, never imported (a tenant cannot make the platform load a module)."""
     found: list[tuple[str, Any]] = []
+    if not _PACKAGE_RE.match(package_name):
+        logger.warning("PLUGINS_PACKAGE %r is not a dotted module name; no local plugins loaded.", package_name)
+        return found
     try:
         package = importlib.import_module(package_name)
     except ImportError:
@@ -210,26 +220,51 @@ def mcp_discovered_tools(plugin_name: str, listed: list[dict[str, Any]], config:
     return entries, warnings
 
 
-def mcp_spec(plugin: Plugin):
-    """How to reach the plugin's server, secrets decrypted (build it just before use)."""
-    from apps.tools.mcp_client import McpServerSpec
-    from apps.tools.services import plugin_secrets
+def side_effect_overrides(plugin: Plugin) -> dict[str, str]:
+    """Remote tool -> side effect as set by whoever registered the server (operator or tenant)."""
+    if plugin.definition_id:
+        return plugin.definition.tool_side_effects or {}
+    return (plugin.config or {}).get("tool_side_effects") or {}
 
-    config, secrets = plugin.config or {}, plugin_secrets(plugin)
-    env = {**(config.get("env") or {}), **secrets.get("env", {})}
-    headers = {**(config.get("headers") or {}), **secrets.get("headers", {})}
+
+def mcp_spec(plugin: Plugin):
+    """How to reach the plugin's server, secrets decrypted (build it just before use).
+
+    A stdio server's argv, environment and folder come only from the operator's definition the
+    tenant enabled; a tenant's row never names a command. Callers check the grant still holds
+    (plugin_tools_for_tenant in its query, plugin_discover before connecting): this runs on
+    every call, from any thread, and makes no query of its own once `definition` is loaded."""
+    from apps.tools import definitions
+    from apps.tools.mcp_client import McpServerSpec
+    from apps.tools.services import STDIO_REFUSED, plugin_secrets
+
+    config = plugin.config or {}
+    common = {
+        "key": str(plugin.pk),
+        "tenant_id": str(plugin.tenant_id),
+        "plugin_name": plugin.name,
+        "generation": plugin.generation,
+    }
+    if plugin.definition_id:
+        definition = plugin.definition
+        env = {**(definition.env or {}), **definitions.definition_secret_env(definition)}
+        return McpServerSpec(
+            **common,
+            transport="stdio",
+            command=definition.command,
+            args=tuple(definition.args or ()),
+            env=tuple(sorted(env.items())),
+            env_passthrough=tuple(definition.env_passthrough or ()),
+            cwd=definition.cwd or "",
+            timeout_seconds=definition.timeout_seconds,
+        )
+    if config.get("transport") != "http":
+        raise ToolError(STDIO_REFUSED.replace("{name}", plugin.name))
     return McpServerSpec(
-        key=str(plugin.pk),
-        tenant_id=str(plugin.tenant_id),
-        plugin_name=plugin.name,
-        transport=config.get("transport") or ("http" if config.get("url") else "stdio"),
-        command=config.get("command") or "",
-        args=tuple(config.get("args") or ()),
-        env=tuple(sorted(env.items())),
-        cwd=config.get("cwd") or "",
+        **common,
+        transport="http",
         url=config.get("url") or "",
-        headers=tuple(sorted(headers.items())),
-        generation=plugin.generation,
+        headers=tuple(sorted(plugin_secrets(plugin).get("headers", {}).items())),
         timeout_seconds=config.get("timeout_seconds"),
     )
 
@@ -250,7 +285,7 @@ def _mcp_handler(plugin: Plugin, remote_name: str):
 
 
 def mcp_plugin_tools(plugin: Plugin) -> list[Tool]:
-    overrides = (plugin.config or {}).get("tool_side_effects") or {}
+    overrides = side_effect_overrides(plugin)
     tools = []
     for entry in plugin.discovered_tools or []:
         try:
@@ -289,8 +324,13 @@ def plugin_tools_for_tenant(*, tenant_id, names: list[str]) -> list[Tool]:
     plugin_names = {name.split(PLUGIN_SEPARATOR, 1)[0] for name in wanted}
     if not plugin_names:
         return []
-    rows = Plugin.objects.filter(tenant_id=tenant_id, enabled=True, name__in=plugin_names).exclude(
-        kind=Plugin.Kind.BUILTIN
+    rows = (
+        Plugin.objects.filter(tenant_id=tenant_id, enabled=True, name__in=plugin_names)
+        .exclude(kind=Plugin.Kind.BUILTIN)
+        # An operator's definition counts only while it is still granted to the tenant.
+        .filter(Q(definition=None) | Q(definition__available_to_all=True) | Q(definition__granted_tenants=tenant_id))
+        .select_related("definition")
+        .distinct()
     )
     tools = []
     for row in rows:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from apps.tenancy.models import Tenant
+from apps.tools import definitions
 from apps.tools import plugins as plugin_code
-from apps.tools.models import Plugin
-from apps.tools.services import secret_names
+from apps.tools.models import Plugin, PluginDefinition
+from apps.tools.services import header_hints
 
 
 def plugin_get(*, tenant: Tenant, name: str) -> Plugin | None:
@@ -39,8 +40,9 @@ def _builtin_entry() -> dict[str, Any]:
         "status_message": "",
         "tools": _tool_entries(plugin_code.describe_tools(plugin_code.builtin_tools())),
         "discovered_at": None,
+        "registered_by": "platform",
         "config": {},
-        "secrets": {},
+        "headers": [],
     }
 
 
@@ -56,8 +58,29 @@ def _python_entry(code: plugin_code.PythonPlugin, row: Plugin | None) -> dict[st
         "status_message": "",
         "tools": _tool_entries(plugin_code.describe_tools(plugin_code.python_plugin_tools(code))),
         "discovered_at": row.discovered_at if row else None,
+        "registered_by": "platform",
         "config": {},
-        "secrets": {},
+        "headers": [],
+    }
+
+
+def _definition_entry(definition: PluginDefinition) -> dict[str, Any]:
+    """An operator's stdio server the tenant may enable and has not yet: what it is, not how it
+    runs (its argv, environment and folder are the operator's)."""
+    return {
+        "id": None,
+        "name": definition.name,
+        "kind": Plugin.Kind.MCP,
+        "description": definition.description,
+        "version": "",
+        "enabled": False,
+        "status": Plugin.Status.NEW,
+        "status_message": f"Provided by the operator; enable it with PUT /api/plugins/{definition.name}/toggle.",
+        "tools": [],
+        "discovered_at": None,
+        "registered_by": "operator",
+        "config": {"transport": "stdio"},
+        "headers": [],
     }
 
 
@@ -68,6 +91,7 @@ def plugin_entry(plugin: Plugin) -> dict[str, Any]:
         if code is not None:
             return _python_entry(code, plugin)
     unavailable = plugin.kind == Plugin.Kind.PYTHON
+    http = plugin.kind == Plugin.Kind.MCP and (plugin.config or {}).get("transport") == "http"
     return {
         "id": str(plugin.pk),
         "name": plugin.name,
@@ -79,19 +103,23 @@ def plugin_entry(plugin: Plugin) -> dict[str, Any]:
         "status_message": "The plugin's code is not installed." if unavailable else plugin.status_message,
         "tools": _tool_entries(plugin.discovered_tools or []),
         "discovered_at": plugin.discovered_at,
-        "config": plugin.config or {},
-        "secrets": secret_names(plugin) if plugin.kind == Plugin.Kind.MCP else {},
+        "registered_by": "tenant" if http else ("operator" if plugin.definition_id else "platform"),
+        # A stdio row shows only its transport: the argv is the operator's (or, for a row disabled by
+        # migration 0003, the tenant's own old registration, which never runs again).
+        "config": (plugin.config or {}) if http else {"transport": (plugin.config or {}).get("transport", "")},
+        "headers": header_hints(plugin) if http else [],
     }
 
 
 def plugin_list(*, tenant: Tenant) -> list[dict[str, Any]]:
     """Built-ins first, then every plugin by name: the tenant's rows, and the Python plugins
     installed on the platform that the tenant has not enabled yet."""
-    rows = {plugin.name: plugin for plugin in Plugin.objects.filter(tenant=tenant)}
+    rows = {plugin.name: plugin for plugin in Plugin.objects.filter(tenant=tenant).select_related("definition")}
     entries = [plugin_entry(row) for row in rows.values()]
     entries += [
         _python_entry(code, None) for name, code in plugin_code.python_plugins().plugins.items() if name not in rows
     ]
+    entries += [_definition_entry(d) for d in definitions.definitions_for_tenant(tenant=tenant) if d.name not in rows]
     return [_builtin_entry(), *sorted(entries, key=lambda entry: entry["name"])]
 
 
@@ -128,4 +156,7 @@ def plugin_entry_by_name(*, tenant: Tenant, name: str) -> dict[str, Any] | None:
     if name == plugin_code.BUILTIN_PLUGIN_NAME:
         return _builtin_entry()
     code = plugin_code.python_plugins().plugins.get(name)
-    return _python_entry(code, None) if code else None
+    if code is not None:
+        return _python_entry(code, None)
+    definition = definitions.definition_for_tenant(tenant=tenant, name=name)
+    return _definition_entry(definition) if definition else None

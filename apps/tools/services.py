@@ -1,4 +1,5 @@
-"""Writes on plugins: register an MCP server, enable or disable a plugin, discover its tools,
+"""Writes on plugins: register an HTTP MCP server, change it, enable or disable a plugin (a Python
+plugin installed on the platform, or a stdio MCP server an operator defined), discover its tools,
 drop its connections, delete it. Skills and rules have their own modules (skills.py, rules.py)."""
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ import json
 import re
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -18,99 +18,71 @@ from apps.core.errors import Conflict
 from apps.tenancy.models import Tenant
 from apps.tenancy.principal import Actor
 from apps.tenancy.services import audit_record
+from apps.tools import definitions
 from apps.tools import plugins as plugin_code
-from apps.tools.models import Plugin
+from apps.tools.models import Plugin, PluginDefinition
 from apps.tools.registry import ToolError
 
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
-# Variables that change what the server process loads or runs, not what it is configured with.
-_FORBIDDEN_ENV = re.compile(r"^(LD_|DYLD_|PYTHON|NODE_OPTIONS$|PATH$|PERL5|RUBYOPT$|BASH_ENV$|ENV$)")
-_CONFIG_KEYS = {"transport", "command", "args", "env", "cwd", "url", "headers", "timeout_seconds", "tool_side_effects"}
+_CONFIG_KEYS = {"transport", "url", "headers", "timeout_seconds", "tool_side_effects"}
+_STDIO_KEYS = {"command", "args", "env", "cwd"}
+STDIO_REFUSED = (
+    "Tenants register HTTP MCP servers only (config.url): a stdio server is a process on the platform's "
+    "host, so an operator registers it in the admin and grants it to tenants; enable a granted one with "
+    "PUT /api/plugins/{name}/toggle (GET /api/plugins lists them)."
+)
 
 
 # --- config and secrets ------------------------------------------------------------------------------
-
-
-def _string_map(value: Any, *, field: str, key_re: re.Pattern, what: str) -> dict[str, str]:
-    if value in (None, ""):
-        return {}
-    if not isinstance(value, dict) or len(value) > 64:
-        raise ValidationError({field: [f"An object of at most 64 {what}s."]})
-    for key, item in value.items():
-        if not isinstance(key, str) or not key_re.match(key):
-            raise ValidationError({field: [f"'{key}' is not a valid {what} name."]})
-        if not isinstance(item, str) or len(item) > 4096 or "\n" in item or "\r" in item or "\x00" in item:
-            raise ValidationError({field: [f"The value of '{key}' must be one line of text (at most 4096)."]})
-        if what == "environment variable" and _FORBIDDEN_ENV.match(key):
-            raise ValidationError({field: [f"'{key}' cannot be set for an MCP server."]})
-    return dict(value)
-
-
-def _stdio_config(config: dict[str, Any], *, trusted: bool) -> dict[str, Any]:
-    command = config.get("command")
-    if not isinstance(command, str) or not command.strip() or len(command) > 500 or "\x00" in command:
-        raise ValidationError({"config.command": ["The executable to start, e.g. 'npx' or '/usr/bin/python3'."]})
-    if not trusted and command not in settings.MCP_STDIO_ALLOWED_COMMANDS:
-        raise ValidationError(
-            {"config.command": ["This command is not in MCP_STDIO_ALLOWED_COMMANDS; ask an operator to add it."]}
-        )
-    args = config.get("args") or []
-    if not isinstance(args, list) or len(args) > 64 or not all(isinstance(a, str) and len(a) <= 2000 for a in args):
-        raise ValidationError({"config.args": ["A list of at most 64 strings."]})
-    if any("\x00" in a for a in args):
-        raise ValidationError({"config.args": ["NUL bytes are refused."]})
-    cwd = config.get("cwd") or ""
-    if not isinstance(cwd, str) or len(cwd) > 500 or "\x00" in cwd:
-        raise ValidationError({"config.cwd": ["A folder path."]})
-    env = _string_map(config.get("env"), field="config.env", key_re=_ENV_NAME_RE, what="environment variable")
-    return {"transport": "stdio", "command": command, "args": args, "cwd": cwd, "env": env}
 
 
 def _http_config(config: dict[str, Any]) -> dict[str, Any]:
     url = config.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url) or len(url) > 2000:
         raise ValidationError({"config.url": ["An http(s) URL, e.g. https://mcp.example.com/mcp."]})
-    headers = _string_map(config.get("headers"), field="config.headers", key_re=_HEADER_NAME_RE, what="header")
-    return {"transport": "http", "url": url, "headers": headers}
+    return {"transport": "http", "url": url}
 
 
-def mcp_config_clean(config: Any, secrets: Any = None, *, trusted: bool = False) -> tuple[dict, dict]:
-    """The validated (config, secrets) of an MCP plugin; ValidationError naming the field.
+def mcp_config_clean(config: Any, secrets: Any = None) -> tuple[dict, dict[str, str] | None]:
+    """The validated (config, headers) of a tenant's HTTP MCP plugin; ValidationError naming the field.
 
-    `trusted` is for operators in the Django admin: tenants (the API) may only start stdio
-    commands listed in MCP_STDIO_ALLOWED_COMMANDS, since the server runs on the platform."""
+    Headers (in `config.headers` or the older `secrets.headers`) are split off: they are stored
+    encrypted and never shown again. `headers` is None when the request named none (PATCH keeps
+    the stored ones). A stdio config is refused: only operators say what runs on the host."""
     if not isinstance(config, dict):
         raise ValidationError({"config": ["An object."]})
+    if config.get("transport") == "stdio" or set(config) & _STDIO_KEYS:
+        raise ValidationError({"config.transport": [STDIO_REFUSED]})
     unknown = set(config) - _CONFIG_KEYS
     if unknown:
         raise ValidationError({"config": [f"Unknown keys: {', '.join(sorted(unknown))}."]})
-    transport = config.get("transport") or ("http" if config.get("url") else "stdio")
-    if transport == "stdio":
-        clean = _stdio_config(config, trusted=trusted)
-    elif transport == "http":
-        clean = _http_config(config)
-    else:
-        raise ValidationError({"config.transport": ["stdio or http."]})
-    timeout = config.get("timeout_seconds")
+    if config.get("transport") not in (None, "http"):
+        raise ValidationError({"config.transport": ["http (tenants register HTTP MCP servers only)."]})
+    clean = _http_config(config)
+    timeout = definitions.timeout_clean(config.get("timeout_seconds"), field="config.timeout_seconds")
     if timeout is not None:
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 1 <= timeout <= 600:
-            raise ValidationError({"config.timeout_seconds": ["A number of seconds between 1 and 600."]})
         clean["timeout_seconds"] = timeout
-    overrides = config.get("tool_side_effects") or {}
-    if not isinstance(overrides, dict) or any(v not in plugin_code.SIDE_EFFECTS for v in overrides.values()):
-        raise ValidationError({"config.tool_side_effects": ["An object of tool name -> read | write | external."]})
+    overrides = definitions.side_effects_clean(config.get("tool_side_effects"), field="config.tool_side_effects")
     if overrides:
         clean["tool_side_effects"] = overrides
 
     secrets = secrets or {}
-    if not isinstance(secrets, dict) or set(secrets) - {"env", "headers"}:
-        raise ValidationError({"secrets": ['{"env": {...}, "headers": {...}}']})
-    clean_secrets = {
-        "env": _string_map(secrets.get("env"), field="secrets.env", key_re=_ENV_NAME_RE, what="environment variable"),
-        "headers": _string_map(secrets.get("headers"), field="secrets.headers", key_re=_HEADER_NAME_RE, what="header"),
+    if not isinstance(secrets, dict) or set(secrets) - {"headers"}:
+        raise ValidationError({"secrets": ['{"headers": {...}} (environment variables are for stdio servers).']})
+    if "headers" not in config and "headers" not in secrets:
+        return clean, None
+    headers = {
+        **definitions.string_map(
+            config.get("headers"), field="config.headers", key_re=definitions.HEADER_NAME_RE, what="header"
+        ),
+        **definitions.string_map(
+            secrets.get("headers"), field="secrets.headers", key_re=definitions.HEADER_NAME_RE, what="header"
+        ),
     }
-    return clean, {key: value for key, value in clean_secrets.items() if value}
+    return clean, headers
+
+
+def _headers_token(headers: dict[str, str]) -> str:
+    return encrypt_secret(json.dumps({"headers": headers})) if headers else ""
 
 
 def plugin_secrets(plugin: Plugin) -> dict[str, dict[str, str]]:
@@ -119,13 +91,20 @@ def plugin_secrets(plugin: Plugin) -> dict[str, dict[str, str]]:
     return json.loads(decrypt_secret(plugin.secrets_encrypted))
 
 
-def secret_names(plugin: Plugin) -> dict[str, list[str]]:
-    """Which secrets are stored (names only), for responses and the admin."""
+def header_hints(plugin: Plugin) -> list[dict[str, str]]:
+    """The stored headers as responses show them: each name and a hint, never a value."""
     try:
-        secrets = plugin_secrets(plugin)
+        headers = plugin_secrets(plugin).get("headers", {})
     except ValueError:
-        return {"env": [], "headers": [], "error": ["cannot be decrypted with the configured key"]}
-    return {kind: sorted(values) for kind, values in secrets.items()}
+        return [{"name": "?", "hint": "cannot be decrypted with the configured key"}]
+    return [{"name": name, "hint": _hint(value)} for name, value in sorted(headers.items())]
+
+
+def _hint(value: str) -> str:
+    # Like mask_secret's tail, without its vendor prefix: a header's first word can be anything
+    # (a team name, a user name), so only the last characters are shown, at most a quarter.
+    tail = min(4, len(value) // 4)
+    return f"…{value[-tail:]}" if tail else "…"
 
 
 # --- plugins ---------------------------------------------------------------------------------------
@@ -133,6 +112,16 @@ def secret_names(plugin: Plugin) -> dict[str, list[str]]:
 
 def _audit(tenant: Tenant, actor: Actor, action: str, plugin_name: str, data: dict | None = None) -> None:
     audit_record(tenant=tenant, actor=actor, action=action, target_type="plugin", target_id=plugin_name, data=data)
+
+
+def _platform_name(name: str) -> bool:
+    """Names tenants cannot take for their own MCP servers: they belong to the platform's plugins
+    and the operators' definitions (one tenant enabling `files` must not meet another's `files`)."""
+    return (
+        name == plugin_code.BUILTIN_PLUGIN_NAME
+        or name in plugin_code.python_plugins().plugins
+        or PluginDefinition.objects.filter(name=name).exists()
+    )
 
 
 def plugin_create(
@@ -145,13 +134,12 @@ def plugin_create(
     description: str = "",
     enabled: bool = True,
     discover: bool = True,
-    trusted: bool = False,
 ) -> Plugin:
-    """Register an MCP server for the tenant and, unless told not to, ask it for its tools (the
-    plugin is created either way; a failed discovery leaves it in status error)."""
-    if name == plugin_code.BUILTIN_PLUGIN_NAME or name in plugin_code.python_plugins().plugins:
-        raise Conflict(f"'{name}' is the name of a plugin installed on the platform.")
-    config, secrets = mcp_config_clean(config, secrets, trusted=trusted)
+    """Register an HTTP MCP server for the tenant and, unless told not to, ask it for its tools
+    (the plugin is created either way; a failed discovery leaves it in status error)."""
+    config, headers = mcp_config_clean(config, secrets)
+    if _platform_name(name):
+        raise Conflict(f"'{name}' is the name of a plugin installed or defined on the platform.")
     try:
         with transaction.atomic():
             plugin = Plugin.objects.create(
@@ -160,10 +148,10 @@ def plugin_create(
                 kind=Plugin.Kind.MCP,
                 description=description,
                 config=config,
-                secrets_encrypted=encrypt_secret(json.dumps(secrets)) if secrets else "",
+                secrets_encrypted=_headers_token(headers or {}),
                 enabled=enabled,
             )
-            _audit(tenant, actor, "plugin.created", name, {"kind": "mcp", "transport": config["transport"]})
+            _audit(tenant, actor, "plugin.created", name, {"kind": "mcp", "transport": "http"})
     except IntegrityError as exc:
         raise Conflict(f"A plugin named '{name}' already exists.") from exc
     if discover:
@@ -171,48 +159,106 @@ def plugin_create(
     return plugin
 
 
-def plugin_set_config(
-    *, tenant: Tenant, actor: Actor, plugin: Plugin, config: dict, secrets: dict | None, trusted: bool = False
+def plugin_update(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    plugin: Plugin,
+    config: dict | None = None,
+    secrets: dict | None = None,
+    description: str | None = None,
 ) -> Plugin:
-    """Replace an MCP plugin's config (and its secrets when given); connections are renewed."""
-    config, cleaned_secrets = mcp_config_clean(config, secrets, trusted=trusted)
-    fields = {"config": config, "generation": F("generation") + 1, "updated_at": timezone.now()}
-    if secrets is not None:
-        fields["secrets_encrypted"] = encrypt_secret(json.dumps(cleaned_secrets)) if cleaned_secrets else ""
+    """Change a tenant's HTTP MCP server: `config` replaces the stored one (headers named in it,
+    or in `secrets.headers`, replace the stored headers; none named keeps them). Connections are
+    renewed. Plugins the platform or an operator provides cannot be changed here."""
+    if plugin.kind != Plugin.Kind.MCP or plugin.definition_id or (plugin.config or {}).get("transport") != "http":
+        raise Conflict(
+            f"The plugin '{plugin.name}' is provided by the platform or an operator: it can be enabled or "
+            "disabled (PUT /api/plugins/{name}/toggle), not changed."
+        )
+    fields: dict[str, Any] = {"updated_at": timezone.now()}
+    changed = []
+    if config is not None or secrets is not None:
+        clean, headers = mcp_config_clean(config if config is not None else plugin.config, secrets)
+        fields.update(config=clean, generation=F("generation") + 1)
+        changed.append("config")
+        if headers is not None:
+            fields["secrets_encrypted"] = _headers_token(headers)
+            changed.append("headers")
+    if description is not None:
+        fields["description"] = description
+        changed.append("description")
     with transaction.atomic():
         Plugin.objects.filter(pk=plugin.pk, tenant=tenant).update(**fields)
-        _audit(tenant, actor, "plugin.updated", plugin.name, {"secrets_changed": secrets is not None})
+        _audit(tenant, actor, "plugin.updated", plugin.name, {"changed": changed})
     plugin.refresh_from_db()
+    if "config" in changed:
+        _disconnect_here(plugin)
     return plugin
+
+
+def _enablement_row(tenant: Tenant, name: str) -> Plugin:
+    """The first row for a plugin the platform offers the tenant: a Python plugin installed on the
+    platform, or an operator's stdio definition granted to the tenant; NotFound otherwise. Tenant
+    input is only ever looked up by name here, never imported or run."""
+    code = plugin_code.python_plugins().plugins.get(name)
+    if code is not None:
+        return Plugin.objects.create(
+            tenant=tenant,
+            name=name,
+            kind=Plugin.Kind.PYTHON,
+            description=code.description,
+            enabled=False,
+            status=Plugin.Status.READY,
+            discovered_tools=plugin_code.describe_tools(plugin_code.python_plugin_tools(code)),
+            discovered_at=timezone.now(),
+        )
+    definition = definitions.definition_for_tenant(tenant=tenant, name=name)
+    if definition is None:
+        raise NotFound
+    return Plugin.objects.create(
+        tenant=tenant,
+        name=name,
+        kind=Plugin.Kind.MCP,
+        description=definition.description,
+        config={"transport": "stdio"},
+        definition=definition,
+        enabled=False,
+    )
+
+
+def _check_may_enable(tenant: Tenant, plugin: Plugin) -> None:
+    if plugin.kind != Plugin.Kind.MCP:
+        return
+    if plugin.definition_id is None and (plugin.config or {}).get("transport") != "http":
+        # A stdio registration from before operators owned them (see migration 0003): what it
+        # would start was chosen by a tenant, so it stays off.
+        raise Conflict(STDIO_REFUSED.replace("{name}", plugin.name))
+    if plugin.definition_id and not definitions.definition_granted(plugin.definition, tenant.pk):
+        raise Conflict(f"The operator no longer grants '{plugin.name}' to this tenant.")
 
 
 def plugin_toggle(*, tenant: Tenant, actor: Actor, name: str, enabled: bool | None = None) -> Plugin:
     """Enable or disable one of the tenant's plugins (`enabled` None flips it). A Python plugin
-    installed on the platform gets its row on first toggle; built-ins cannot be switched off."""
+    installed on the platform, or an operator's stdio definition granted to the tenant, gets its
+    row on first toggle (and a definition's tools are discovered on first enable); built-ins
+    cannot be switched off."""
     if name == plugin_code.BUILTIN_PLUGIN_NAME:
         raise Conflict("Built-in tools are always available; remove them from an agent's enabled_tools instead.")
     with transaction.atomic():
         plugin = Plugin.objects.select_for_update().filter(tenant=tenant, name=name).first()
         if plugin is None:
-            code = plugin_code.python_plugins().plugins.get(name)
-            if code is None:
-                raise NotFound
-            plugin = Plugin.objects.create(
-                tenant=tenant,
-                name=name,
-                kind=Plugin.Kind.PYTHON,
-                description=code.description,
-                enabled=False,
-                status=Plugin.Status.READY,
-                discovered_tools=plugin_code.describe_tools(plugin_code.python_plugin_tools(code)),
-                discovered_at=timezone.now(),
-            )
+            plugin = _enablement_row(tenant, name)
         plugin.enabled = (not plugin.enabled) if enabled is None else enabled
+        if plugin.enabled:
+            _check_may_enable(tenant, plugin)
         plugin.generation += 1  # a disabled plugin's connections are dropped by every process
         plugin.save(update_fields=["enabled", "generation", "updated_at"])
         _audit(tenant, actor, "plugin.enabled" if plugin.enabled else "plugin.disabled", name)
     if not plugin.enabled:
         _disconnect_here(plugin)
+    elif plugin.definition_id and plugin.status == Plugin.Status.NEW:
+        plugin = plugin_discover(tenant=tenant, actor=actor, plugin=plugin)
     return plugin
 
 
@@ -226,6 +272,7 @@ def plugin_discover(*, tenant: Tenant, actor: Actor, plugin: Plugin) -> Plugin:
         status = Plugin.Status.READY if code else Plugin.Status.UNAVAILABLE
         message = "" if code else "The plugin's code is not installed in this process."
     elif plugin.kind == Plugin.Kind.MCP:
+        _check_may_enable(tenant, plugin)  # a stdio row of no (or no longer granted) definition never starts
         Plugin.objects.filter(pk=plugin.pk).update(generation=F("generation") + 1)
         plugin.refresh_from_db(fields=["generation"])
         try:
@@ -235,7 +282,9 @@ def plugin_discover(*, tenant: Tenant, actor: Actor, plugin: Plugin) -> Plugin:
         except (ToolError, ValueError) as exc:
             tools, status, message = plugin.discovered_tools, Plugin.Status.ERROR, str(exc)[:1000]
         else:
-            tools, warnings = plugin_code.mcp_discovered_tools(plugin.name, listed, plugin.config or {})
+            tools, warnings = plugin_code.mcp_discovered_tools(
+                plugin.name, listed, {"tool_side_effects": plugin_code.side_effect_overrides(plugin)}
+            )
             status, message = Plugin.Status.READY, " ".join(warnings)[:1000]
     else:
         raise Conflict("Built-in tools need no discovery.")
@@ -271,3 +320,25 @@ def _disconnect_here(plugin: Plugin) -> bool:
     from apps.tools.mcp_client import manager
 
     return manager.disconnect(str(plugin.pk))
+
+
+# --- the operators' definitions ---------------------------------------------------------------------
+
+
+def plugin_definition_save(
+    *, actor: Actor, definition: PluginDefinition, secret_env: dict[str, str] | None = None
+) -> PluginDefinition:
+    """Save an operator's stdio definition (its fields already validated with
+    definitions.definition_clean); `secret_env` replaces the stored secret variables when given.
+    Every tenant's connection to it is renewed: a process started with the old argv goes."""
+    with transaction.atomic():
+        if secret_env is not None:
+            definition.secrets_encrypted = encrypt_secret(json.dumps({"env": secret_env})) if secret_env else ""
+        definition.save()
+        enablements = list(Plugin.objects.filter(definition=definition))
+        Plugin.objects.filter(definition=definition).update(generation=F("generation") + 1)
+        for plugin in enablements:
+            _audit(plugin.tenant, actor, "plugin.updated", plugin.name, {"definition_changed": True})
+    for plugin in enablements:
+        _disconnect_here(plugin)
+    return definition

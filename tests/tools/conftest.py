@@ -237,18 +237,32 @@ def skills_dir(settings, tmp_path) -> Path:
 
 
 @pytest.fixture
-def mcp_stdio_allowed(settings, tmp_path_factory):
-    """Tenants may start this interpreter as an MCP server (the demo server runs on it); the
-    servers' stderr logs go to a temporary VAR_DIR (only the MCP client reads it at run time)."""
+def mcp_settings(settings, tmp_path_factory):
+    """Generous timeouts (the demo server starts a Python interpreter), and the servers' stderr
+    logs in a temporary VAR_DIR (only the MCP client reads it at run time)."""
     settings.VAR_DIR = tmp_path_factory.mktemp("var")
-    settings.MCP_STDIO_ALLOWED_COMMANDS = [sys.executable]
     settings.MCP_CONNECT_TIMEOUT_SECONDS = 30.0
     settings.MCP_CALL_TIMEOUT_SECONDS = 20.0
 
 
 @pytest.fixture
-def demo_stdio_config() -> dict:
-    return {"transport": "stdio", "command": sys.executable, "args": [str(DEMO_MCP_SERVER)]}
+def demo_definition(db):
+    """The operator's definition of the demo server over stdio, granted to no tenant yet."""
+    from apps.tools.models import PluginDefinition
+
+    return PluginDefinition.objects.create(
+        name="demo", description="The tests' demo server", command=sys.executable, args=[str(DEMO_MCP_SERVER)]
+    )
+
+
+@pytest.fixture
+def demo_enabled(tenant, demo_definition, mcp_settings):
+    """`demo` granted to and enabled by `tenant` (its tools discovered on enable)."""
+    from apps.tenancy.principal import Actor
+    from apps.tools import services
+
+    demo_definition.granted_tenants.add(tenant)
+    return services.plugin_toggle(tenant=tenant, actor=Actor.system("test"), name="demo", enabled=True)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,8 @@ def test_populate_tools_covers_every_tools_model():
         assert model.objects.filter(tenant=tenant).exists(), model
     assert Plugin.objects.filter(tenant=tenant, kind=Plugin.Kind.MCP).exists()
     assert Plugin.objects.filter(tenant=tenant, kind=Plugin.Kind.PYTHON).exists()
-    assert len(values) == len(set(values)) == 7
+    assert Plugin.objects.filter(tenant=tenant, definition__isnull=False).exists()
+    assert len(values) == len(set(values)) == 10
 
 
 def test_tenant_a_never_reaches_tenant_bs_tools_objects(make_client):

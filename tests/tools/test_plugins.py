@@ -195,27 +195,39 @@ def test_tools_can_describe_a_dry_run_and_default_to_none():
 # --- the API -------------------------------------------------------------------------------------------
 
 
-def test_the_list_shows_builtins_python_and_mcp_plugins_without_secrets(tenant, owner_client):
+def test_the_list_is_paginated_and_shows_builtins_python_and_mcp_plugins_without_header_values(tenant, owner_client):
     services.plugin_create(
         tenant=tenant,
         actor=ACTOR,
         name="remote",
-        config={"url": "http://127.0.0.1:9/mcp", "headers": {"X-Team": "blue"}},
+        config={"url": "http://127.0.0.1:9/mcp", "headers": {"X-Team": "blue-team-header"}},
         secrets={"headers": {"Authorization": "Bearer top-secret-value"}},
         discover=False,
     )
     response = owner_client.get("/api/plugins")
     assert response.status_code == 200
     body = response.json()
-    by_name = {entry["name"]: entry for entry in body}
+    assert set(body) == {"count", "next", "previous", "results"}
+    assert body["count"] == 3
+    by_name = {entry["name"]: entry for entry in body["results"]}
     assert list(by_name) == ["builtin", "remote", "text"]
     assert by_name["builtin"]["enabled"] is True
     assert "workspace_write" in [t["name"] for t in by_name["builtin"]["tools"]]
     assert by_name["text"] == {**by_name["text"], "enabled": False, "id": None, "kind": "python"}
-    assert by_name["remote"]["secrets"] == {"headers": ["Authorization"]}
-    assert by_name["remote"]["config"]["headers"] == {"X-Team": "blue"}
-    assert "top-secret-value" not in response.content.decode()
+    assert by_name["remote"]["headers"] == [
+        {"name": "Authorization", "hint": "…alue"},
+        {"name": "X-Team", "hint": "…ader"},
+    ]
+    assert by_name["remote"]["config"] == {"transport": "http", "url": "http://127.0.0.1:9/mcp"}
+    text = response.content.decode()
+    assert "top-secret-value" not in text
+    assert "blue-team-header" not in text
     assert Plugin.objects.get(name="remote").secrets_encrypted  # stored, encrypted
+
+    page = owner_client.get("/api/plugins?limit=1&offset=1").json()
+    assert [entry["name"] for entry in page["results"]] == ["remote"]
+    assert page["next"]
+    assert page["previous"]
 
 
 def test_toggle_enables_a_python_plugin_and_execute_runs_its_tool(tenant, owner_client):
@@ -237,6 +249,16 @@ def test_toggle_enables_a_python_plugin_and_execute_runs_its_tool(tenant, owner_
     assert flipped.json()["enabled"] is False
     disabled = owner_client.post("/api/plugins/text/execute/slugify", {"arguments": {"text": "x"}}, format="json")
     assert disabled.status_code == 409
+    assert "PUT /api/plugins/text/toggle" in disabled.json()["message"]
+
+
+def test_a_listed_python_plugin_never_enabled_answers_409_saying_how_to_enable_it(owner_client):
+    response = owner_client.post("/api/plugins/text/execute/slugify", {"arguments": {"text": "x"}}, format="json")
+    assert response.status_code == 409
+    assert response.json()["message"] == (
+        "The plugin 'text' is disabled; enable it with PUT /api/plugins/text/toggle {\"enabled\": true}."
+    )
+    assert owner_client.post("/api/plugins/text/execute/missing", {}, format="json").status_code == 404
 
 
 def test_execute_reports_a_failing_call_and_bad_input(tenant, owner_client):
@@ -272,8 +294,7 @@ def test_plugin_writes_need_the_admin_role(tenant, make_client):
     assert member.post("/api/plugins", {"name": "x", "config": {}}, format="json").status_code == 403
 
 
-def test_creating_plugins_validates_names_and_config(tenant, owner_client, settings):
-    settings.MCP_STDIO_ALLOWED_COMMANDS = []
+def test_creating_plugins_validates_names_and_config(tenant, owner_client):
     cases = [
         {"name": "Bad_Name", "config": {"url": "http://x/mcp"}},
         {"name": "ok", "config": {"url": "ftp://x/mcp"}},

@@ -17,6 +17,11 @@ class PluginToolSerializer(serializers.Serializer):
     parameters = serializers.DictField(help_text="JSON schema of the arguments.")
 
 
+class HeaderHintSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    hint = serializers.CharField(help_text="At most the last four characters, e.g. `…3xYz`.")
+
+
 class PluginSerializer(serializers.Serializer):
     id = serializers.UUIDField(allow_null=True, help_text="Null for plugins the tenant has no row for yet.")
     name = serializers.CharField()
@@ -28,11 +33,27 @@ class PluginSerializer(serializers.Serializer):
     status_message = serializers.CharField()
     tools = PluginToolSerializer(many=True)
     discovered_at = serializers.DateTimeField(allow_null=True)
-    config = serializers.DictField(help_text="MCP: transport, command/args/env/cwd or url/headers; never secrets.")
-    secrets = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="Names of the stored secret env variables and headers; values are never returned.",
+    registered_by = serializers.ChoiceField(
+        choices=["platform", "operator", "tenant"],
+        help_text="`platform`: built-in or a Python plugin installed on the platform; `operator`: a stdio MCP "
+        "server an operator defined (enable or disable it; its command is not yours to change); `tenant`: "
+        "an HTTP MCP server you registered.",
     )
+    config = serializers.DictField(
+        help_text="HTTP MCP: `transport`, `url`, `timeout_seconds`, `tool_side_effects`; stdio: only "
+        "`transport`. Never headers (see `headers`)."
+    )
+    headers = HeaderHintSerializer(
+        many=True, help_text="The stored headers of an HTTP MCP server: names and hints, never values."
+    )
+
+
+_CONFIG_HELP = (
+    'An HTTP MCP server: `{"url", "headers"}`, optional `timeout_seconds` and `tool_side_effects` (remote '
+    "tool -> read|write|external; default external). `headers` are stored encrypted and never returned. "
+    "Stdio servers (`command`, `args`, ...) are refused: operators register those."
+)
+_SECRETS_HELP = '`{"headers": {Name: value}}`: more headers (the older spelling), stored the same way.'
 
 
 class PluginCreateSerializer(serializers.Serializer):
@@ -42,19 +63,20 @@ class PluginCreateSerializer(serializers.Serializer):
         help_text="Lower-case letters, digits and hyphens; its tools are named `<name>__<tool>`.",
     )
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
-    config = serializers.DictField(
-        help_text='stdio: `{"command", "args", "env", "cwd"}` (command listed in MCP_STDIO_ALLOWED_COMMANDS); '
-        'streamable HTTP: `{"url", "headers"}`. Optional: `timeout_seconds`, `tool_side_effects` '
-        "(remote tool -> read|write|external; default external)."
-    )
-    secrets = serializers.DictField(
-        required=False,
-        default=dict,
-        write_only=True,
-        help_text='`{"env": {NAME: value}, "headers": {Name: value}}`, stored encrypted, never returned.',
-    )
+    config = serializers.DictField(help_text=_CONFIG_HELP)
+    secrets = serializers.DictField(required=False, default=dict, write_only=True, help_text=_SECRETS_HELP)
     enabled = serializers.BooleanField(default=True)
     discover = serializers.BooleanField(default=True, help_text="Ask the server for its tools now (default true).")
+
+
+class PluginUpdateSerializer(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    config = serializers.DictField(
+        required=False,
+        help_text=_CONFIG_HELP + " Replaces the stored config; with `headers` in it, they replace the stored "
+        "headers (`{}` removes them), without, the stored headers stay.",
+    )
+    secrets = serializers.DictField(required=False, write_only=True, help_text=_SECRETS_HELP)
 
 
 class ToggleSerializer(serializers.Serializer):
@@ -95,6 +117,21 @@ class McpClientSerializer(serializers.Serializer):
     tool_count = serializers.IntegerField()
     discovered_at = serializers.DateTimeField(allow_null=True)
     connection = McpConnectionSerializer(allow_null=True, help_text="This web process's open connection, if any.")
+
+
+def _page_of(name: str, item: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The `{count, next, previous, results}` shape DefaultPagination answers, for the schema."""
+    fields = {
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": item(many=True),
+    }
+    return type(name, (serializers.Serializer,), fields)
+
+
+PluginPageSerializer = _page_of("PaginatedPluginList", PluginSerializer)
+McpClientPageSerializer = _page_of("PaginatedMcpClientList", McpClientSerializer)
 
 
 class DisconnectSerializer(serializers.Serializer):

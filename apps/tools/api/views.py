@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -14,15 +15,19 @@ from apps.agents.selectors import agent_get_by_name
 from apps.core.api.views import TenantAPIView
 from apps.core.errors import Conflict
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
+from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
+from apps.tools import definitions, selectors, services
 from apps.tools import plugins as plugin_code
-from apps.tools import selectors, services
 from apps.tools.api.serializers import (
     DisconnectSerializer,
     ExecuteSerializer,
+    McpClientPageSerializer,
     McpClientSerializer,
     PluginCreateSerializer,
+    PluginPageSerializer,
     PluginSerializer,
+    PluginUpdateSerializer,
     ToggleSerializer,
     ToolOutcomeSerializer,
 )
@@ -31,6 +36,13 @@ from apps.tools.registry import PLUGIN_SEPARATOR, ToolContext, builtin_registry,
 
 READ_VIEWER_WRITE_ADMIN = {"GET": Role.VIEWER, "HEAD": Role.VIEWER, "OPTIONS": Role.VIEWER, "*": Role.ADMIN}
 CONFLICT_RESPONSE = OpenApiResponse(ErrorSerializer, description="Conflicts with the current state (see `message`).")
+PAGE_PARAMETERS = [OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("offset", OpenApiTypes.INT)]
+
+
+def _page(view, items: list, serializer) -> Response:
+    paginator = DefaultPagination()
+    page = paginator.paginate_queryset(items, view.request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 def _plugin_or_404(tenant, name: str) -> Plugin:
@@ -45,22 +57,26 @@ class PluginListView(TenantAPIView):
 
     @extend_schema(
         tags=["plugins"],
+        operation_id="plugins_list",
         summary="The tenant's plugins and their tools",
-        description="`builtin` (always on), the Python plugins installed on the platform (off until enabled "
-        "per tenant) and the tenant's MCP servers. Plugin tools are named `<plugin>__<tool>`; give an agent "
-        "those names (or `<plugin>__*`) in `enabled_tools`.",
-        responses={200: PluginSerializer(many=True), **ERROR_RESPONSES},
+        description="`builtin` (always on), the Python plugins installed on the platform and the stdio MCP "
+        "servers operators offer this tenant (both off until enabled with `PUT /api/plugins/{name}/toggle`), "
+        "and the tenant's own HTTP MCP servers. Plugin tools are named `<plugin>__<tool>`; give an agent those "
+        "names (or `<plugin>__*`) in `enabled_tools`. Paginated (`limit`, `offset`).",
+        parameters=PAGE_PARAMETERS,
+        responses={200: PluginPageSerializer, **ERROR_RESPONSES},
     )
     def get(self, request):
-        return Response(PluginSerializer(selectors.plugin_list(tenant=self.tenant), many=True).data)
+        return _page(self, selectors.plugin_list(tenant=self.tenant), PluginSerializer)
 
     @extend_schema(
         tags=["plugins"],
-        summary="Register an MCP server (admin)",
-        description="Over stdio (the platform starts `command`; only commands in MCP_STDIO_ALLOWED_COMMANDS) or "
-        "streamable HTTP (`url`). Secrets go in `secrets` (encrypted, never returned). With `discover` "
-        "(default) the server is asked for its tools at once; a failure leaves the plugin in status `error` "
-        "with the reason in `status_message`.",
+        summary="Register an HTTP MCP server (admin)",
+        description="Streamable HTTP only (`config.url`, which must pass the platform's outbound policy when "
+        "connected). `config.headers` are stored encrypted and only ever shown by name and hint. A stdio "
+        "config (`command`, ...) answers 400: stdio servers run on the platform's host, so operators register "
+        "them and tenants enable them. With `discover` (default) the server is asked for its tools at once; "
+        "a failure leaves the plugin in status `error` with the reason in `status_message`.",
         request=PluginCreateSerializer,
         responses={201: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     )
@@ -83,8 +99,25 @@ class PluginDetailView(TenantAPIView):
 
     @extend_schema(
         tags=["plugins"],
+        summary="Change an HTTP MCP server (admin)",
+        description="Any of `description`, `config` (replaces the stored one) and headers (in `config.headers` "
+        "or `secrets.headers`: replace the stored ones; absent: kept). Connections are renewed. Plugins the "
+        "platform or an operator provides answer 409: enable or disable them instead.",
+        request=PluginUpdateSerializer,
+        responses={200: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
+    )
+    def patch(self, request, name: str):
+        plugin = _plugin_or_404(self.tenant, name)
+        payload = PluginUpdateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        plugin = services.plugin_update(tenant=self.tenant, actor=self.actor(), plugin=plugin, **payload.validated_data)
+        return Response(PluginSerializer(selectors.plugin_entry(plugin)).data)
+
+    @extend_schema(
+        tags=["plugins"],
         summary="Remove a plugin (admin)",
-        description="An MCP server's registration goes; a Python plugin's row goes (it is disabled again).",
+        description="An HTTP MCP server's registration goes; the row of a Python plugin or an operator's stdio "
+        "server goes (it is disabled again, and can be enabled again).",
         responses={204: None, **ERROR_RESPONSES},
     )
     def delete(self, request, name: str):
@@ -98,8 +131,10 @@ class PluginToggleView(TenantAPIView):
     @extend_schema(
         tags=["plugins"],
         summary="Enable or disable a plugin for the tenant (admin)",
-        description='`{"enabled": true|false}`, or no body to flip. A disabled plugin\'s tools leave every '
-        "agent at its next turn and its MCP connections close.",
+        description='`{"enabled": true|false}`, or no body to flip. Works for the Python plugins installed on '
+        "the platform and the stdio MCP servers an operator grants this tenant (their tools are discovered on "
+        "first enable) as for the tenant's own HTTP MCP servers. A disabled plugin's tools leave every agent at "
+        "its next turn and its MCP connections close.",
         request=ToggleSerializer,
         responses={200: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     )
@@ -108,6 +143,7 @@ class PluginToggleView(TenantAPIView):
             name == plugin_code.BUILTIN_PLUGIN_NAME
             or name in plugin_code.python_plugins().plugins
             or selectors.plugin_get(tenant=self.tenant, name=name) is not None
+            or definitions.definition_for_tenant(tenant=self.tenant, name=name) is not None
         )
         if not known:
             raise Http404  # before validation: another tenant's name is a 404, not a 400
@@ -151,14 +187,28 @@ class PluginExecuteView(TenantAPIView):
             if found is None:
                 raise Http404
             return found
-        plugin = _plugin_or_404(self.tenant, name)
         wanted = tool if tool.startswith(f"{name}{PLUGIN_SEPARATOR}") else qualified_name(name, tool)
+        plugin = selectors.plugin_get(tenant=self.tenant, name=name)
+        if plugin is None:
+            # Listed but never enabled: a Python plugin installed on the platform (its tools are
+            # known) or an operator's definition granted to this tenant (not discovered yet).
+            code = plugin_code.python_plugins().plugins.get(name)
+            offered = code is not None and any(t.name == wanted for t in plugin_code.python_plugin_tools(code))
+            if not offered and definitions.definition_for_tenant(tenant=self.tenant, name=name) is None:
+                raise Http404
+            raise Conflict(self._disabled_message(name))
         found = next((t for t in plugin_code.plugin_tools(plugin) if t.name == wanted), None)
         if found is None:
             raise Http404
         if not plugin.enabled:
-            raise Conflict(f"The plugin '{name}' is disabled; enable it with PUT /api/plugins/{name}/toggle.")
+            raise Conflict(self._disabled_message(name))
+        if plugin.definition_id and not definitions.definition_granted(plugin.definition, self.tenant.pk):
+            raise Conflict(f"The operator no longer grants '{name}' to this tenant.")
         return found
+
+    @staticmethod
+    def _disabled_message(name: str) -> str:
+        return f"The plugin '{name}' is disabled; enable it with PUT /api/plugins/{name}/toggle {{\"enabled\": true}}."
 
 
 class McpRuntimeView(TenantAPIView):
@@ -166,11 +216,13 @@ class McpRuntimeView(TenantAPIView):
         tags=["plugins"],
         summary="The tenant's MCP clients and their state",
         description="Per MCP plugin: the last discovery (`status`, `status_message`, `tool_count`) and the "
-        "connection this web process holds (connections are per process: workers keep their own).",
-        responses={200: McpClientSerializer(many=True), **ERROR_RESPONSES},
+        "connection this web process holds (connections are per process: workers keep their own). "
+        "Paginated (`limit`, `offset`).",
+        parameters=PAGE_PARAMETERS,
+        responses={200: McpClientPageSerializer, **ERROR_RESPONSES},
     )
     def get(self, request):
-        return Response(McpClientSerializer(selectors.mcp_runtime(tenant=self.tenant), many=True).data)
+        return _page(self, selectors.mcp_runtime(tenant=self.tenant), McpClientSerializer)
 
 
 def _mcp_plugin_or_404(tenant, name: str) -> Plugin:
@@ -187,9 +239,10 @@ class McpDiscoverView(TenantAPIView):
         tags=["plugins"],
         summary="Ask an MCP server for its tools now (admin)",
         description="Opens a fresh connection, lists the tools and records them; answers the plugin with its "
-        "new `status` (`error` and the reason when the server could not be reached).",
+        "new `status` (`error` and the reason when the server could not be reached). 409 for a stdio server "
+        "that no operator definition (still granted to this tenant) provides.",
         request=None,
-        responses={200: PluginSerializer, **ERROR_RESPONSES},
+        responses={200: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     )
     def post(self, request, name: str):
         plugin = services.plugin_discover(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from mcp.server.mcpserver import MCPServer
@@ -27,6 +28,12 @@ def add(a: int, b: int) -> int:
 def secret_env() -> str:
     """Which DEMO_* environment variables the server was started with (names=values)."""
     return ",".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("DEMO_"))
+
+
+@server.tool()
+def environment() -> str:
+    """The server's whole environment as a JSON object (tests what the platform passes on)."""
+    return json.dumps(dict(os.environ), sort_keys=True)
 
 
 @server.tool()
