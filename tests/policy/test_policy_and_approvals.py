@@ -146,7 +146,7 @@ def test_who_may_decide_is_a_role_setting(chat, tenant, make_client):
 @pytest.mark.usefixtures("gated")
 def test_the_session_form_decides_by_turn_and_call(chat, owner_client, django_capture_on_commit_callbacks):
     turn, approval = parked_turn(chat)
-    body = {"turn_id": str(turn.pk), "tool_call_id": approval.tool_call.call_id, "action": "deny", "reason": "no"}
+    body = {"tool_call_id": str(approval.tool_call_id), "action": "deny", "reason": "no"}
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_client.post(f"/api/sessions/{turn.session_id}/approve", body, format="json")
     assert response.status_code == 200
