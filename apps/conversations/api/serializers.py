@@ -136,8 +136,8 @@ class TurnSerializer(serializers.ModelSerializer):
 
 
 class TurnCancellingSerializer(TurnSerializer):
-    """A running turn asked to stop: the worker has not stopped yet, so the turn's own status
-    (still `running`) would mislead. The final status follows on the turn and its events."""
+    """A running turn that was asked to stop: `status` is `cancelling` until the worker stops it
+    (at its next token or step); the final status is then on the turn and in `turn_cancelled`."""
 
     status = serializers.SerializerMethodField()
 
@@ -208,6 +208,9 @@ SESSION_SPELLINGS = ("sessionId", "session_id", "session")
 
 
 class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A message to an agent. Name a session to continue it (any one of the three spellings);
+    fields not listed here are refused with 400."""
+
     text = serializers.CharField(max_length=MAX_TEXT_CHARS, trim_whitespace=False)
     sessionId = serializers.CharField(  # noqa: N815 - the reference API's name
         required=False, max_length=128, help_text="Continue this session (404 if it is not your tenant's)."
@@ -239,6 +242,8 @@ class AgentMessageReplySerializer(serializers.Serializer):
 
 
 class TaskSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A one-off task; fields not listed here are refused with 400."""
+
     topic = serializers.CharField(max_length=MAX_TEXT_CHARS)
     agent = serializers.CharField(required=False, max_length=128)
 
