@@ -72,7 +72,7 @@ def _summary_for(exc: exceptions.APIException) -> tuple[str, str | None]:
     if isinstance(exc, exceptions.NotAcceptable):
         return "Not acceptable", str(exc.detail)
     if isinstance(exc, exceptions.Throttled):
-        return "Too many requests", None
+        return "Too many requests", "Rate limited; retry after the time in `Retry-After`."
     if isinstance(exc, InvalidPathId):
         return str(exc.detail), "Path ids are 1-128 letters, digits, '_' or '-'."
     if isinstance(exc, PayloadTooLarge):
@@ -140,7 +140,7 @@ def server_error_view(request):
 
 def bad_request_view(request, exception=None):
     if is_api_path(request.path):
-        return json_error(400, "Bad request")
+        return json_error(400, "Bad request", "The request could not be read; check its URL, headers and body.")
     from django.views.defaults import bad_request
 
     return bad_request(request, exception)
@@ -148,7 +148,7 @@ def bad_request_view(request, exception=None):
 
 def permission_denied_view(request, exception=None):
     if is_api_path(request.path):
-        return json_error(403, "Forbidden")
+        return json_error(403, "Forbidden", "Your credentials do not allow this.")
     from django.views.defaults import permission_denied
 
     return permission_denied(request, exception)

@@ -180,3 +180,15 @@ def test_two_session_spellings_naming_different_sessions_are_refused(owner_clien
     assert response.status_code == 400
     assert set(response.json()["fields"]) == {"sessionId", "session_id"}
     assert not Turn.objects.exists()
+
+
+def test_other_error_bodies_carry_a_message_too(owner_client, settings):
+    malformed = owner_client.get("/api/turns/a.b/tools")
+    wrong_method = owner_client.put("/api/tenants/current", {}, format="json")
+    settings.API_RATE_LIMIT = "1/minute"
+    owner_client.get("/api/tenants/current")
+    limited = owner_client.get("/api/tenants/current")
+    for response, code in ((malformed, 400), (wrong_method, 405), (limited, 429)):
+        assert response.status_code == code
+        assert response.json()["error"], code
+        assert response.json()["message"], code
