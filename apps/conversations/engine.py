@@ -39,7 +39,7 @@ from apps.conversations.models import Message, ToolCall, Turn
 from apps.events import types as ev
 from apps.events.services import publish
 from apps.memory.services import memory_record_turn
-from apps.policy.services import approval_request, policy_decide
+from apps.policy.services import approval_request, policy_decide, tool_call_ids
 from apps.tools.registry import ToolContext, execute_tool, untrusted_tool_output
 
 logger = logging.getLogger(__name__)
@@ -341,7 +341,10 @@ class TurnRunner:
             who = (
                 "the approval request expired"
                 if approval.status == Approval.Status.EXPIRED
-                else (f"denied by {approval.decided_by_label}" + (f": {approval.reason}" if approval.reason else ""))
+                else (
+                    f"denied by {approval.decided_by_label}"
+                    + (f": {approval.decision_reason}" if approval.decision_reason else "")
+                )
             )
             return self._tool_done(
                 record, call, ok=False, output="", error=f"Not run: {who}.", status=ToolCall.Status.DENIED
@@ -351,8 +354,9 @@ class TurnRunner:
                 record, call, ok=False, output="", error="Refused: the call's arguments differ from what was approved."
             )
         # Exactly once: only the worker that moves the call out of waiting_approval runs it.
+        started_at = timezone.now()
         if not ToolCall.objects.filter(pk=record.pk, status=ToolCall.Status.WAITING_APPROVAL).update(
-            status=ToolCall.Status.RUNNING, started_at=timezone.now()
+            status=ToolCall.Status.RUNNING, started_at=started_at
         ):
             record.refresh_from_db()
             return ChatMessage(
@@ -361,6 +365,8 @@ class TurnRunner:
                 tool_call_id=call.id,
                 name=call.name,
             )
+        # _tool_done saves the whole row: it must carry what the update above wrote.
+        record.status, record.started_at = ToolCall.Status.RUNNING, started_at
         tool = tools_by_name.get(call.name)
         if tool is None:
             return self._tool_done(record, call, ok=False, output="", error=f"No tool named '{call.name}' is enabled.")
@@ -435,7 +441,8 @@ class TurnRunner:
             defaults={"tenant": self.tenant, "step": self.step, "name": call.name, "arguments": call.arguments},
         )
         self.emit(
-            ev.TOOL_CALL, {"tool_call_id": call.id, "name": call.name, "arguments": call.arguments, "step": self.step}
+            ev.TOOL_CALL,
+            {**tool_call_ids(record), "name": call.name, "arguments": call.arguments, "step": self.step},
         )
         tool = tools_by_name.get(call.name)
         if tool is None:
@@ -483,7 +490,7 @@ class TurnRunner:
         self.emit(
             ev.TOOL_RESULT,
             {
-                "tool_call_id": call.id,
+                **tool_call_ids(record),
                 "name": call.name,
                 "ok": ok,
                 "status": record.status,
@@ -603,10 +610,10 @@ class TurnRunner:
             approval = approval_request(tenant=self.tenant, turn=self.turn, tool_call=call, reason=parked.reason)
             return {
                 "approval_id": str(approval.pk),
-                "tool_call_id": call.call_id,
+                **tool_call_ids(call),
                 "name": call.name,
                 "arguments": call.arguments,
-                "reason": parked.reason,
+                "policy_reason": parked.reason,
                 "expires_at": approval.expires_at.isoformat(),
             }
 

@@ -184,7 +184,10 @@ def turn_cancel(*, tenant, session: ChatSession) -> Turn | None:
 
         # A cancelled turn's waiting tool call will never run: close its approval too.
         Approval.objects.filter(turn=turn, status=Approval.Status.PENDING).update(
-            status=Approval.Status.EXPIRED, decided_at=now, decided_by_label="system:turn cancelled"
+            status=Approval.Status.EXPIRED,
+            decided_at=now,
+            decided_by_label="system:turn cancelled",
+            decision_reason="the turn was cancelled",
         )
         publish(
             tenant, event_types.TURN_CANCELLED, {"partial_text": "", "reason": "cancelled"}, session=session, turn=turn
@@ -199,14 +202,38 @@ def turn_cancel(*, tenant, session: ChatSession) -> Turn | None:
 # --- feedback ---------------------------------------------------------------------------------------
 
 
-def feedback_upsert(*, tenant, turn: Turn, user, grade: int, comment: str = "") -> tuple[Feedback, bool]:
-    if not 1 <= int(grade) <= 5:
+def feedback_upsert(
+    *, tenant, turn: Turn, user, grade: int | None = None, comment: str | None = None
+) -> tuple[Feedback, bool]:
+    """One grade per person per turn. Only what is given changes: a second post with a grade and
+    no comment keeps the comment. A first feedback needs a grade."""
+    if grade is not None and not 1 <= int(grade) <= 5:
         raise ValidationError({"grade": ["Grade from 1 to 5."]})
+    if grade is None and comment is None:
+        raise ValidationError({"grade": ["Send a grade, a comment, or both."]})
     user = user if getattr(user, "pk", None) else None
-    feedback, created = Feedback.objects.update_or_create(
-        tenant=tenant, turn=turn, user=user, defaults={"grade": int(grade), "comment": comment}
-    )
-    return feedback, created
+    changes: dict[str, Any] = {}
+    if grade is not None:
+        changes["grade"] = int(grade)
+    if comment is not None:
+        changes["comment"] = comment
+    with transaction.atomic():
+        if grade is None:
+            # A comment alone amends an existing grade; the update is one statement, so two
+            # concurrent amendments cannot lose the grade.
+            updated = Feedback.objects.filter(tenant=tenant, turn=turn, user=user).update(
+                **changes, updated_at=timezone.now()
+            )
+            if not updated:
+                raise ValidationError({"grade": ["Grade the turn (1-5) before commenting on it."]})
+            return Feedback.objects.get(tenant=tenant, turn=turn, user=user), False
+        return Feedback.objects.update_or_create(
+            tenant=tenant,
+            turn=turn,
+            user=user,
+            defaults=changes,
+            create_defaults={"comment": "", **changes},
+        )
 
 
 # --- recovery -------------------------------------------------------------------------------------

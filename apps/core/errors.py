@@ -62,7 +62,7 @@ def _summary_for(exc: exceptions.APIException) -> tuple[str, str | None]:
     if isinstance(exc, exceptions.PermissionDenied):
         return "Forbidden", str(exc.detail)
     if isinstance(exc, exceptions.NotFound):
-        return "Not found", None
+        return "Not found", None if exc.detail == exceptions.NotFound.default_detail else str(exc.detail)
     if isinstance(exc, exceptions.ParseError):
         return "Invalid JSON body", str(exc.detail)
     if isinstance(exc, exceptions.MethodNotAllowed):
@@ -72,9 +72,9 @@ def _summary_for(exc: exceptions.APIException) -> tuple[str, str | None]:
     if isinstance(exc, exceptions.NotAcceptable):
         return "Not acceptable", str(exc.detail)
     if isinstance(exc, exceptions.Throttled):
-        return "Too many requests", None
+        return "Too many requests", "Rate limited; retry after the time in `Retry-After`."
     if isinstance(exc, InvalidPathId):
-        return str(exc.detail), None
+        return str(exc.detail), "Path ids are 1-128 letters, digits, '_' or '-'."
     if isinstance(exc, PayloadTooLarge):
         return "Payload too large", str(exc.detail)
     if isinstance(exc, Conflict):
@@ -87,7 +87,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
+        exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
 
@@ -106,6 +106,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return response
 
     error, message = _summary_for(exc)
+    if message is None and isinstance(exc, exceptions.NotFound):
+        # Every error has a message; a bare 404 says what was not found without telling
+        # whether it exists in another tenant.
+        message = f"No object at {context['request'].path} in your tenant."
     response.data = error_body(error, message)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         # DRF turns a missing-credentials 401 into 403 unless a scheme is advertised.
@@ -136,7 +140,7 @@ def server_error_view(request):
 
 def bad_request_view(request, exception=None):
     if is_api_path(request.path):
-        return json_error(400, "Bad request")
+        return json_error(400, "Bad request", "The request could not be read; check its URL, headers and body.")
     from django.views.defaults import bad_request
 
     return bad_request(request, exception)
@@ -144,7 +148,7 @@ def bad_request_view(request, exception=None):
 
 def permission_denied_view(request, exception=None):
     if is_api_path(request.path):
-        return json_error(403, "Forbidden")
+        return json_error(403, "Forbidden", "Your credentials do not allow this.")
     from django.views.defaults import permission_denied
 
     return permission_denied(request, exception)

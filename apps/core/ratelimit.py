@@ -107,7 +107,9 @@ def apply_headers(response, result: RateLimitResult) -> None:
 
 def too_many_requests(result: RateLimitResult) -> JsonResponse:
     retry_after = max(1, result.reset_in)
-    response = JsonResponse(error_body("Too many requests", retryAfter=retry_after), status=429)
+    response = JsonResponse(
+        error_body("Too many requests", f"Rate limited; retry in {retry_after} s.", retryAfter=retry_after), status=429
+    )
     response["Retry-After"] = str(retry_after)
     apply_headers(response, result)
     response["X-RateLimit-Remaining"] = "0"

@@ -67,7 +67,10 @@ class Approval(TenantOwnedModel):
     # sha256 of the canonical JSON of {tool, arguments}: what was approved is what runs.
     args_hash = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
-    reason = models.TextField(blank=True, help_text="Why the policy asked, then why it was decided so.")
+    # Two reasons, never one overwriting the other: why the policy asked, and what the person
+    # (or the system, on expiry or cancel) said when deciding.
+    policy_reason = models.TextField(blank=True, help_text="Why the policy asked for approval.")
+    decision_reason = models.TextField(blank=True, help_text="Why it was approved or denied, as the decider said.")
     expires_at = models.DateTimeField()
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     decided_by_label = models.CharField(max_length=200, blank=True)

@@ -157,6 +157,12 @@ def arguments_hash(tool_name: str, arguments: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def tool_call_ids(tool_call) -> dict[str, str]:
+    """Our id of a tool call and the model's, kept apart: a model numbers its calls per turn
+    (the offline model says `call_offline_1` in every turn), so only ours names one call."""
+    return {"tool_call_id": str(tool_call.pk), "model_call_id": tool_call.call_id}
+
+
 def approval_request(*, tenant, turn, tool_call, reason: str) -> Approval:
     """Called by the engine when a tool call is gated; the turn then waits."""
     approval, _ = Approval.objects.get_or_create(
@@ -167,7 +173,7 @@ def approval_request(*, tenant, turn, tool_call, reason: str) -> Approval:
             "tool_name": tool_call.name,
             "arguments": tool_call.arguments,
             "args_hash": arguments_hash(tool_call.name, tool_call.arguments),
-            "reason": reason,
+            "policy_reason": reason,
             "expires_at": timezone.now() + timedelta(seconds=settings.APPROVAL_TTL_SECONDS),
         },
     )
@@ -213,7 +219,7 @@ def approval_decide(
             decided_by=actor.user if getattr(actor.user, "pk", None) else None,
             decided_by_label=actor.label[:200],
             decided_at=now,
-            reason=reason[:2000] or approval.reason,
+            decision_reason=reason[:2000],
         )
         approval.refresh_from_db()
         if not decided:
@@ -232,10 +238,10 @@ def approval_decide(
             ev.APPROVAL_RESOLVED,
             {
                 "approval_id": str(approval.pk),
-                "tool_call_id": approval.tool_call.call_id,
+                **tool_call_ids(approval.tool_call),
                 "status": status,
                 "decided_by": actor.label,
-                "reason": reason,
+                "decision_reason": approval.decision_reason,
             },
             session=approval.turn.session_id,
             turn=approval.turn_id,
@@ -256,7 +262,10 @@ def approvals_expire(*, now=None) -> int:
     )[:500]:
         with transaction.atomic():
             if not Approval.objects.filter(pk=approval.pk, status=Approval.Status.PENDING).update(
-                status=Approval.Status.EXPIRED, decided_at=now, decided_by_label="system:expiry"
+                status=Approval.Status.EXPIRED,
+                decided_at=now,
+                decided_by_label="system:expiry",
+                decision_reason="expired before anyone decided",
             ):
                 continue
             publish(
@@ -264,10 +273,10 @@ def approvals_expire(*, now=None) -> int:
                 ev.APPROVAL_RESOLVED,
                 {
                     "approval_id": str(approval.pk),
-                    "tool_call_id": approval.tool_call.call_id,
+                    **tool_call_ids(approval.tool_call),
                     "status": Approval.Status.EXPIRED,
                     "decided_by": "system:expiry",
-                    "reason": "expired",
+                    "decision_reason": "expired before anyone decided",
                 },
                 session=approval.turn.session_id,
                 turn=approval.turn_id,

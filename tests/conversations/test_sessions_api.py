@@ -80,8 +80,9 @@ def test_observatory_endpoints(chat, owner_client):
     context = owner_client.get(f"/api/turns/{turn.pk}/context").json()["context"]
     assert context["input"][0]["text"] == "what time is it?"
     tools = owner_client.get(f"/api/turns/{turn.pk}/tools").json()
-    assert tools[0]["name"] == "current_time"
-    assert tools[0]["policy"]["action"] == "allow"
+    assert tools["count"] == 1
+    assert tools["results"][0]["name"] == "current_time"
+    assert tools["results"][0]["policy"]["action"] == "allow"
     selection = owner_client.get(f"/api/turns/{turn.pk}/model-selection").json()
     assert selection["chosen"] == selection["answered_by"] == "offline/offline-small"
 
@@ -93,7 +94,7 @@ def test_feedback_create_replace_and_list(chat, owner_client):
     replaced = owner_client.put(f"/api/turns/{turn.pk}/feedback", {"grade": 2}, format="json")
     assert replaced.status_code == 200
     assert replaced.json()["grade"] == 2
-    assert len(owner_client.get(f"/api/turns/{turn.pk}/feedback").json()) == 1
+    assert owner_client.get(f"/api/turns/{turn.pk}/feedback").json()["count"] == 1
     session_feedback = owner_client.get(f"/api/sessions/{chat.session_id}/feedback").json()
     assert session_feedback["count"] == 1
     bad = owner_client.post(f"/api/turns/{turn.pk}/feedback", {"grade": 6}, format="json")

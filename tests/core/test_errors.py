@@ -20,7 +20,10 @@ def test_unknown_api_route_is_json_404(owner_client):
 def test_unknown_object_is_404(owner_client):
     response = owner_client.get("/api/keys/0190a1c2-0000-7000-8000-000000000000")
     assert response.status_code == 404
-    assert response.json() == {"error": "Not found"}
+    assert response.json() == {
+        "error": "Not found",
+        "message": "No object at /api/keys/0190a1c2-0000-7000-8000-000000000000 in your tenant.",
+    }
 
 
 def test_well_formed_id_that_is_not_a_uuid_is_404(owner_client):

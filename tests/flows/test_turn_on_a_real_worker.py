@@ -34,7 +34,7 @@ def test_what_time_is_it_end_to_end(live_server, real_worker, tenant):
         turn = _wait_final(client, accepted.json()["turn_id"])
         assert turn["status"] == "completed", turn["error"]
         assert turn["tool_call_count"] == 1
-        tools = client.get(f"/api/turns/{turn['id']}/tools").json()
+        tools = client.get(f"/api/turns/{turn['id']}/tools").json()["results"]
         assert tools[0]["name"] == "current_time"
         assert tools[0]["status"] == "completed"
         history = client.get(f"/api/sessions/{session['id']}/messages").json()["results"]

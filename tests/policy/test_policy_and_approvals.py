@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.utils import timezone
 
 from apps.conversations import engine
@@ -146,7 +148,7 @@ def test_who_may_decide_is_a_role_setting(chat, tenant, make_client):
 @pytest.mark.usefixtures("gated")
 def test_the_session_form_decides_by_turn_and_call(chat, owner_client, django_capture_on_commit_callbacks):
     turn, approval = parked_turn(chat)
-    body = {"turn_id": str(turn.pk), "tool_call_id": approval.tool_call.call_id, "action": "deny", "reason": "no"}
+    body = {"tool_call_id": str(approval.tool_call_id), "action": "deny", "reason": "no"}
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_client.post(f"/api/sessions/{turn.session_id}/approve", body, format="json")
     assert response.status_code == 200
@@ -225,3 +227,81 @@ def test_http_get_behind_approval_waits_then_finishes(chat, tenant, owner_client
     turn.refresh_from_db()
     assert turn.status == Turn.Status.COMPLETED  # the fetch itself may fail offline; the turn goes on
     assert ToolCall.objects.get(turn=turn).status in (ToolCall.Status.COMPLETED, ToolCall.Status.FAILED)
+
+
+@pytest.mark.usefixtures("gated")
+def test_the_policys_reason_and_the_deciders_reason_are_kept_apart(
+    chat, owner_client, django_capture_on_commit_callbacks
+):
+    turn, approval = parked_turn(chat)
+    pending = owner_client.get(f"/api/approvals/{approval.pk}").json()
+    assert pending["policy_reason"] == "tenant rule for current_time: require_approval"
+    assert pending["decision_reason"] == ""
+    with django_capture_on_commit_callbacks(execute=True):
+        denied = owner_client.post(f"/api/approvals/{approval.pk}/deny", {"reason": "not today"}, format="json")
+    assert denied.json()["policy_reason"] == "tenant rule for current_time: require_approval"
+    assert denied.json()["decision_reason"] == "not today"
+    resolved = Event.objects.get(turn_id=turn.pk, type="approval_resolved").data
+    assert resolved["decision_reason"] == "not today"
+    requested = Event.objects.get(turn_id=turn.pk, type="approval_request").data
+    assert requested["policy_reason"] == pending["policy_reason"]
+
+
+@pytest.mark.usefixtures("gated")
+def test_approvals_and_events_carry_our_call_id_and_the_models_apart(chat, owner_client):
+    turn, approval = parked_turn(chat)
+    call = approval.tool_call
+    body = owner_client.get(f"/api/approvals/{approval.pk}").json()
+    assert (body["tool_call_id"], body["model_call_id"]) == (str(call.pk), "call_offline_1")
+    for kind in ("tool_call", "approval_request"):
+        data = Event.objects.get(turn_id=turn.pk, type=kind).data
+        assert (data["tool_call_id"], data["model_call_id"]) == (str(call.pk), "call_offline_1"), kind
+    decisions = owner_client.get(f"/api/audit/policy/{turn.pk}").json()["decisions"]
+    assert (decisions[0]["tool_call_id"], decisions[0]["model_call_id"]) == (str(call.pk), "call_offline_1")
+
+
+@pytest.mark.usefixtures("gated")
+def test_an_approved_call_records_when_it_started(chat, owner_client, django_capture_on_commit_callbacks):
+    turn, approval = parked_turn(chat)
+    assert ToolCall.objects.get(turn=turn).started_at is None  # waiting is not running
+    with django_capture_on_commit_callbacks(execute=True):
+        owner_client.post(f"/api/approvals/{approval.pk}/approve", {}, format="json")
+    call = ToolCall.objects.get(turn=turn)
+    assert call.status == ToolCall.Status.COMPLETED
+    assert call.started_at is not None
+    assert approval.created_at < call.started_at <= call.finished_at
+    [listed] = owner_client.get(f"/api/turns/{turn.pk}/tools").json()["results"]
+    assert listed["started_at"] is not None
+    result = Event.objects.get(turn_id=turn.pk, type="tool_result").data
+    assert result["tool_call_id"] == str(call.pk)
+
+
+@pytest.mark.usefixtures("gated")
+def test_the_session_form_also_takes_the_models_call_id_with_its_turn(
+    chat, owner_client, django_capture_on_commit_callbacks
+):
+    turn, _ = parked_turn(chat)
+    url = f"/api/sessions/{turn.session_id}/approve"
+    no_turn = owner_client.post(url, {"model_call_id": "call_offline_1", "action": "approve"}, format="json")
+    assert no_turn.status_code == 400
+    assert "turn_id" in no_turn.json()["fields"]
+    neither = owner_client.post(url, {"action": "approve"}, format="json")
+    assert neither.status_code == 400
+    assert "tool_call_id" in neither.json()["fields"]
+    body = {"turn_id": str(turn.pk), "model_call_id": "call_offline_1", "action": "approve"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(url, body, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "approved"
+
+
+@pytest.mark.usefixtures("gated")
+def test_the_migration_recovers_the_policys_reason_of_decided_approvals(chat):
+    """Before 0002 a decision overwrote the one `reason` column; the tool call still holds what
+    the policy said."""
+    _, approval = parked_turn(chat)
+    Approval.objects.filter(pk=approval.pk).update(status="denied", policy_reason="the decider's words")
+    importlib.import_module("apps.policy.migrations.0002_approval_reasons").split_reasons(django_apps, None)
+    approval.refresh_from_db()
+    assert approval.policy_reason == "tenant rule for current_time: require_approval"
+    assert approval.decision_reason == "the decider's words"

@@ -58,3 +58,27 @@ def test_seed_demo_creates_once_and_prints_the_secrets_once():
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert client.get("/api/tenants/current").json()["role"] == "owner"
+
+
+def test_the_lost_key_command_seed_demo_prints_makes_a_key_like_the_demo_key():
+    first = _run("seed_demo")
+    hint = _run("seed_demo").split("New API key: python manage.py ")[1].split()
+    key = _run(*hint, "--quiet").strip()
+    demo, new = ApiKey.objects.get(name="demo"), ApiKey.objects.get(name="mykey")
+    assert (new.role, sorted(new.scopes), new.created_by) == (demo.role, sorted(demo.scopes), demo.created_by)
+    for plaintext in (first.split("API key:  ")[1].split()[0], key):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        assert client.get("/api/tenants/current").json()["role"] == "owner"
+
+
+def test_a_key_cannot_act_for_a_member_above_their_role():
+    user = UserFactory(username="mia")
+    _run("create_tenant", "acme")
+    with pytest.raises(CommandError, match="not a member"):
+        _run("create_api_key", "--tenant", "acme", "--name", "x", "--user", "mia")
+    Membership.objects.create(tenant=Tenant.objects.get(slug="acme"), user=user, role="member")
+    with pytest.raises(CommandError, match="at most that"):
+        _run("create_api_key", "--tenant", "acme", "--name", "x", "--user", "mia", "--role", "owner")
+    _run("create_api_key", "--tenant", "acme", "--name", "x", "--user", "mia", "--role", "member", "--quiet")
+    assert ApiKey.objects.get(name="x").created_by == user

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
@@ -132,13 +135,28 @@ class TurnSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TurnCancellingSerializer(TurnSerializer):
+    """A running turn that was asked to stop: `status` is `cancelling` until the worker stops it
+    (at its next token or step); the final status is then on the turn and in `turn_cancelled`."""
+
+    status = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.ChoiceField(choices=["cancelling"]))
+    def get_status(self, turn: Turn) -> str:
+        return "cancelling"
+
+
 class ToolCallSerializer(serializers.ModelSerializer):
+    model_call_id = serializers.CharField(
+        source="call_id", read_only=True, help_text="The model's id of the call; unique only within the turn."
+    )
+
     class Meta:
         model = ToolCall
         fields = [
             "id",
             "step",
-            "call_id",
+            "model_call_id",
             "name",
             "arguments",
             "result",
@@ -163,14 +181,57 @@ class FeedbackSerializer(serializers.ModelSerializer):
 
 
 class FeedbackWriteSerializer(serializers.Serializer):
-    grade = serializers.IntegerField(min_value=1, max_value=5)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    grade = serializers.IntegerField(
+        min_value=1, max_value=5, required=False, help_text="Needed the first time; kept when left out later."
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=5000, help_text='Kept when left out; send "" to clear it.'
+    )
 
 
-class AgentMessageSerializer(serializers.Serializer):
+class StrictFieldsMixin:
+    """Refuses fields the serializer does not know, naming them: a misspelt field that is silently
+    ignored (a `session_id` that started a new session) is worse than a 400."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(str(name) for name in set(data) - set(self.fields))
+            if unknown:
+                known = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {name: [f"Unknown field; this endpoint takes {known}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+SESSION_SPELLINGS = ("sessionId", "session_id", "session")
+
+
+class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A message to an agent. Name a session to continue it (any one of the three spellings);
+    fields not listed here are refused with 400."""
+
     text = serializers.CharField(max_length=MAX_TEXT_CHARS, trim_whitespace=False)
-    sessionId = serializers.CharField(required=False, max_length=128)  # noqa: N815 - the reference API's name
-    agent = serializers.CharField(required=False, max_length=128)
+    sessionId = serializers.CharField(  # noqa: N815 - the reference API's name
+        required=False, max_length=128, help_text="Continue this session (404 if it is not your tenant's)."
+    )
+    session_id = serializers.CharField(required=False, max_length=128, help_text="The same as `sessionId`.")
+    session = serializers.CharField(required=False, max_length=128, help_text="The same as `sessionId`.")
+    agent = serializers.CharField(
+        required=False,
+        max_length=128,
+        help_text="Agent name or id for a new session (default: the first enabled agent). With a session, it "
+        "must be that session's agent.",
+    )
+
+    def validate(self, attrs):
+        given = {name: attrs.pop(name) for name in SESSION_SPELLINGS if name in attrs}
+        if len(set(given.values())) > 1:
+            raise serializers.ValidationError(
+                {name: ["Names a different session than the other session field."] for name in given}
+            )
+        attrs["session_id"] = next(iter(given.values()), None)
+        return attrs
 
 
 class AgentMessageReplySerializer(serializers.Serializer):
@@ -180,7 +241,9 @@ class AgentMessageReplySerializer(serializers.Serializer):
     metadata = serializers.DictField()
 
 
-class TaskSerializer(serializers.Serializer):
+class TaskSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A one-off task; fields not listed here are refused with 400."""
+
     topic = serializers.CharField(max_length=MAX_TEXT_CHARS)
     agent = serializers.CharField(required=False, max_length=128)
 

@@ -18,6 +18,7 @@ from apps.conversations.api.serializers import (
     SessionSerializer,
     SessionWriteSerializer,
     ToolCallSerializer,
+    TurnCancellingSerializer,
     TurnSerializer,
 )
 from apps.conversations.services import BudgetExhausted
@@ -32,6 +33,13 @@ BUDGET_RESPONSE = {402: OpenApiResponse(ErrorSerializer, description="The tenant
 
 def budget_exhausted_response(exc: BudgetExhausted):
     return json_error(402, "Budget exceeded", str(exc))
+
+
+def paginated(view, request, queryset, serializer_class) -> Response:
+    """One list shape for the whole API: `{count, next, previous, results}` (`?limit=&offset=`)."""
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class SessionScopedMixin:
@@ -129,17 +137,28 @@ class SessionViewSet(SessionScopedMixin, TenantViewSet):
 
     @extend_schema(
         summary="Cancel the session's active turn",
-        description="A queued turn ends at once; a running one stops at its next token or step (within a "
-        "second), keeping its partial output. Answers the turn, or 404 when nothing is active.",
+        description=(
+            "A queued turn, or one waiting for approval, ends at once: **200** with the turn in its final "
+            "status (`cancelled`, or `completed`/`failed` when it finished before the cancel arrived). A "
+            "running turn stops at its next token or step (within a second), keeping its partial output: "
+            '**202** with `"status": "cancelling"`; its final status then comes as the `turn_cancelled` event '
+            "and on `GET /api/turns/{id}`. 404 when the session has no active turn."
+        ),
         request=None,
-        responses={200: TurnSerializer, **ERROR_RESPONSES},
+        responses={
+            200: OpenApiResponse(TurnSerializer, description="The turn has ended; `status` is final."),
+            202: OpenApiResponse(TurnCancellingSerializer, description="The worker is stopping the turn."),
+            **ERROR_RESPONSES,
+        },
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         turn = services.turn_cancel(tenant=self.tenant, session=self.get_object())
         if turn is None:
             return json_error(404, "Not found", "This session has no active turn.")
-        return Response(TurnSerializer(turn).data)
+        if turn.is_final:
+            return Response(TurnSerializer(turn).data)
+        return Response(TurnCancellingSerializer(turn).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="The session's turns, oldest first", responses={200: TurnSerializer(many=True), **ERROR_RESPONSES}
@@ -162,18 +181,16 @@ class SessionViewSet(SessionScopedMixin, TenantViewSet):
 
 class SessionMessagesView(SessionScopedMixin, TenantAPIView):
     rate_limit_scope = "chat"
+    pagination_class = DefaultPagination
 
     @extend_schema(
         tags=["sessions"],
         summary="The session's history, oldest first (paginated)",
-        parameters=[OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("offset", OpenApiTypes.INT)],
         responses={200: MessageSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, session_id):
         messages = selectors.message_list(tenant=self.tenant, session=self.get_session(session_id))
-        paginator = DefaultPagination()
-        page = paginator.paginate_queryset(messages, request, view=self)
-        return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
+        return paginated(self, request, messages, MessageSerializer)
 
     @extend_schema(
         tags=["sessions"],
@@ -256,15 +273,19 @@ class TurnContextView(SessionScopedMixin, TenantAPIView):
 
 class TurnToolsView(SessionScopedMixin, TenantAPIView):
     id_label = "turn"
+    # Read by drf-spectacular too, so the schema documents the paginated shape and its parameters.
+    pagination_class = DefaultPagination
 
     @extend_schema(
         tags=["turns"],
-        summary="The turn's tool calls with arguments, results and policy decisions",
+        summary="The turn's tool calls with arguments, results and policy decisions (paginated)",
+        description="`id` is our id of the call (the `tool_call_id` of approvals and events); `model_call_id` is "
+        "the id the model gave it, unique only within the turn.",
         responses={200: ToolCallSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, turn_id):
         calls = selectors.tool_call_list(tenant=self.tenant, turn=self.get_turn(turn_id))
-        return Response(ToolCallSerializer(calls, many=True).data)
+        return paginated(self, request, calls, ToolCallSerializer)
 
 
 class TurnModelSelectionView(SessionScopedMixin, TenantAPIView):
@@ -284,19 +305,22 @@ class TurnModelSelectionView(SessionScopedMixin, TenantAPIView):
 class TurnFeedbackView(SessionScopedMixin, TenantAPIView):
     id_label = "turn"
     required_roles = {"GET": Role.VIEWER, "POST": Role.MEMBER, "PUT": Role.MEMBER}
+    pagination_class = DefaultPagination
 
     @extend_schema(
         tags=["turns"],
-        summary="Feedback on this turn",
+        summary="Feedback on this turn, newest first (paginated)",
         responses={200: FeedbackSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, turn_id):
         feedback = selectors.feedback_list(tenant=self.tenant, turn=self.get_turn(turn_id))
-        return Response(FeedbackSerializer(feedback, many=True).data)
+        return paginated(self, request, feedback, FeedbackSerializer)
 
     @extend_schema(
         tags=["turns"],
-        summary="Grade the turn 1-5 (one grade per person; posting again replaces it)",
+        summary="Grade the turn 1-5 (one grade per person; posting again changes what you send)",
+        description="The first feedback needs `grade` (201). Later posts change only the fields sent (200): "
+        'a new grade keeps the comment; `{"comment": ""}` clears it.',
         request=FeedbackWriteSerializer,
         responses={201: FeedbackSerializer, 200: FeedbackSerializer, **ERROR_RESPONSES},
     )
@@ -305,9 +329,10 @@ class TurnFeedbackView(SessionScopedMixin, TenantAPIView):
 
     @extend_schema(
         tags=["turns"],
-        summary="Change your grade",
+        summary="Change your grade or comment (the same as POST)",
+        description="Changes only the fields sent; 201 when this is your first feedback on the turn.",
         request=FeedbackWriteSerializer,
-        responses={200: FeedbackSerializer, **ERROR_RESPONSES},
+        responses={200: FeedbackSerializer, 201: FeedbackSerializer, **ERROR_RESPONSES},
     )
     def put(self, request, turn_id):
         return self._upsert(request, turn_id)
@@ -320,7 +345,7 @@ class TurnFeedbackView(SessionScopedMixin, TenantAPIView):
             tenant=self.tenant,
             turn=turn,
             user=self.principal.user,
-            grade=payload.validated_data["grade"],
-            comment=payload.validated_data.get("comment", ""),
+            grade=payload.validated_data.get("grade"),
+            comment=payload.validated_data.get("comment"),
         )
         return Response(FeedbackSerializer(feedback).data, status=201 if created else 200)

@@ -8,7 +8,7 @@ from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from apps.agents.breaker import breaker_status
@@ -24,6 +24,7 @@ from apps.conversations.models import ChatSession, Message, Turn
 from apps.conversations.services import BudgetExhausted
 from apps.core.api.views import TenantAPIView
 from apps.core.errors import error_body
+from apps.core.ids import parse_uuid
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.events.streaming import sse_response, turn_event_frames
 from apps.tenancy.models import Role
@@ -54,7 +55,7 @@ class SyncTurnMixin(SessionScopedMixin):
 
     def start_turn(self, *, text: str, session_id: str | None, agent_name: str | None, mode: str) -> Turn:
         if session_id:
-            session = self.get_session(session_id)
+            session = self.continued_session(session_id, agent_name)
         else:
             agent = selectors.agent_resolve(tenant=self.tenant, name_or_id=agent_name)
             if agent is None:
@@ -73,6 +74,19 @@ class SyncTurnMixin(SessionScopedMixin):
         )
         return turn
 
+    def continued_session(self, session_id: str, agent_name: str | None) -> ChatSession:
+        """The caller's session to continue; another tenant's (or no) session is a 404."""
+        parsed = parse_uuid(session_id)
+        session = selectors.session_get(tenant=self.tenant, session_id=parsed) if parsed else None
+        if session is None:
+            raise NotFound("No such session in your tenant; leave the session out to start a new one.")
+        if agent_name:
+            agent = selectors.agent_resolve(tenant=self.tenant, name_or_id=agent_name)
+            if agent is None or agent.pk != session.agent_id:
+                # Answering with another agent than the one asked for would be a silent surprise.
+                raise ValidationError({"agent": ["Not this session's agent; leave `agent` out to continue it."]})
+        return session
+
     def start_message_turn(self, request) -> Turn | HttpResponseBase:
         """The shared input of /api/agent/message and its stream: a turn, or the refusal."""
         payload = AgentMessageSerializer(data=request.data)
@@ -81,7 +95,7 @@ class SyncTurnMixin(SessionScopedMixin):
         try:
             return self.start_turn(
                 text=data["text"],
-                session_id=data.get("sessionId"),
+                session_id=data["session_id"],
                 agent_name=data.get("agent"),
                 mode=ChatSession.Mode.CHAT,
             )

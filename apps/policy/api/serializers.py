@@ -38,16 +38,34 @@ class ApprovalDecisionSerializer(serializers.Serializer):
 
 
 class SessionApprovalSerializer(serializers.Serializer):
-    turn_id = serializers.UUIDField()
-    tool_call_id = serializers.CharField(max_length=200)
+    tool_call_id = serializers.UUIDField(required=False, help_text="Our id of the waiting tool call.")
+    turn_id = serializers.UUIDField(required=False, help_text="Needed with `model_call_id`.")
+    model_call_id = serializers.CharField(
+        required=False, max_length=200, help_text="The model's id of the call; unique only within its turn."
+    )
     action = serializers.ChoiceField(choices=["approve", "deny"])
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    def validate(self, attrs):
+        if "tool_call_id" in attrs and "model_call_id" in attrs:
+            raise serializers.ValidationError({"model_call_id": ["Give tool_call_id or model_call_id, not both."]})
+        if "tool_call_id" not in attrs:
+            if "model_call_id" not in attrs:
+                raise serializers.ValidationError(
+                    {"tool_call_id": ["Give tool_call_id (or turn_id and model_call_id)."]}
+                )
+            if "turn_id" not in attrs:
+                raise serializers.ValidationError({"turn_id": ["model_call_id needs the turn_id it belongs to."]})
+        return attrs
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
     turn_id = serializers.UUIDField(read_only=True)
     session_id = serializers.UUIDField(source="turn.session_id", read_only=True)
-    tool_call_id = serializers.CharField(source="tool_call.call_id", read_only=True)
+    tool_call_id = serializers.UUIDField(read_only=True, help_text="Our id of the tool call (unique).")
+    model_call_id = serializers.CharField(
+        source="tool_call.call_id", read_only=True, help_text="The model's id of the call; unique only within the turn."
+    )
 
     class Meta:
         model = Approval
@@ -56,11 +74,13 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "turn_id",
             "session_id",
             "tool_call_id",
+            "model_call_id",
             "tool_name",
             "arguments",
             "args_hash",
             "status",
-            "reason",
+            "policy_reason",
+            "decision_reason",
             "expires_at",
             "decided_by_label",
             "decided_at",

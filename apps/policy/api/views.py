@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from apps.agents.models import Agent
@@ -179,9 +179,11 @@ class SimulateToolView(TenantAPIView):
 
 
 class ApprovalListView(TenantAPIView):
+    pagination_class = DefaultPagination  # read by drf-spectacular too: documented as paginated
+
     @extend_schema(
         tags=["approvals"],
-        summary="Approvals, pending ones by default",
+        summary="Approvals, pending ones by default, newest first (paginated)",
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=[*Approval.Status.values, "all"])],
         responses={200: ApprovalSerializer(many=True), **ERROR_RESPONSES},
     )
@@ -190,7 +192,7 @@ class ApprovalListView(TenantAPIView):
         if status not in (*Approval.Status.values, "all"):
             raise ValidationError({"status": [f"One of {', '.join(Approval.Status.values)}, all."]})
         approvals = selectors.approval_list(tenant=self.tenant, status=None if status == "all" else status)
-        paginator = DefaultPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(approvals, request, view=self)
         return paginator.get_paginated_response(ApprovalSerializer(page, many=True).data)
 
@@ -259,6 +261,8 @@ class SessionApproveView(ApprovalMixin, TenantAPIView):
     @extend_schema(
         tags=["approvals"],
         summary="Approve or deny a session's waiting tool call",
+        description="Name the call by `tool_call_id` (our id, as in approvals and `/api/turns/{id}/tools`), "
+        "or by `turn_id` and `model_call_id` (the model's id, unique only within its turn).",
         request=SessionApprovalSerializer,
         responses={200: ApprovalSerializer, **ERROR_RESPONSES},
     )
@@ -269,11 +273,16 @@ class SessionApproveView(ApprovalMixin, TenantAPIView):
         payload = SessionApprovalSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        approval = Approval.objects.filter(
-            tenant=self.tenant, turn_id=data["turn_id"], turn__session=session, tool_call__call_id=data["tool_call_id"]
-        ).first()
+        approvals = Approval.objects.filter(tenant=self.tenant, turn__session=session)
+        if "turn_id" in data:
+            approvals = approvals.filter(turn_id=data["turn_id"])
+        if "tool_call_id" in data:
+            approvals = approvals.filter(tool_call_id=data["tool_call_id"])
+        else:
+            approvals = approvals.filter(tool_call__call_id=data["model_call_id"])
+        approval = approvals.first()
         if approval is None:
-            raise Http404
+            raise NotFound("No approval for that tool call in this session.")
         return self.decide(approval, approve=data["action"] == "approve", reason=data.get("reason", ""))
 
 
@@ -299,11 +308,12 @@ class PolicyAuditView(TurnAuditMixin, TenantAPIView):
             approval = getattr(call, "approval", None) if _has_approval(call) else None
             decisions.append(
                 {
-                    "tool_call_id": call.call_id,
+                    "tool_call_id": str(call.pk),
+                    "model_call_id": call.call_id,
                     "tool": call.name,
                     "step": call.step,
                     "action": call.policy.get("action"),
-                    "reason": call.policy.get("reason"),
+                    "policy_reason": call.policy.get("reason"),
                     "status": call.status,
                     "approval": ApprovalSerializer(approval).data if approval else None,
                 }
@@ -319,10 +329,14 @@ def _has_approval(call: ToolCall) -> bool:
 
 
 class ToolAuditView(TurnAuditMixin, TenantAPIView):
+    pagination_class = DefaultPagination  # read by drf-spectacular too: documented as paginated
+
     @extend_schema(
         tags=["policy"],
-        summary="A turn's tool calls with arguments, results and timings",
+        summary="A turn's tool calls with arguments, results and timings (paginated)",
         responses={200: ToolCallSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request, turn_id):
-        return Response(ToolCallSerializer(self.tool_calls(turn_id), many=True).data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(self.tool_calls(turn_id), request, view=self)
+        return paginator.get_paginated_response(ToolCallSerializer(page, many=True).data)

@@ -33,7 +33,8 @@ class Command(BaseCommand):
                         "(password printed on first run;",
                         f"  reset it: python manage.py changepassword {ADMIN_USERNAME})",
                         "  New API key: python manage.py create_api_key "
-                        f"--tenant {DEMO_SLUG} --name mykey --scopes read write admin",
+                        f"--tenant {DEMO_SLUG} --name mykey --role owner --scopes read write admin "
+                        f"--user {ADMIN_USERNAME}",
                     ]
                 )
             )
