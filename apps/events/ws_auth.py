@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 from django.conf import settings
 
+from apps.core.ratelimit import auth_failures_exceeded, client_address_from_meta
 from apps.events.live import in_thread
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.authentication import TenantSessionAuthentication, authenticate_api_key
@@ -39,12 +40,13 @@ def query_params(scope) -> dict[str, list[str]]:
 
 
 def client_ip(scope) -> str:
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = header(scope, b"x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+    """The same answer as for an HTTP request (apps.core.ratelimit.client_address_from_meta)."""
     client = scope.get("client")
-    return client[0] if client else "unknown"
+    meta = {"REMOTE_ADDR": client[0] if client else ""}
+    forwarded = header(scope, b"x-forwarded-for")
+    if forwarded:
+        meta["HTTP_X_FORWARDED_FOR"] = forwarded
+    return client_address_from_meta(meta)
 
 
 def offered_subprotocol(scope) -> str | None:
@@ -87,7 +89,10 @@ class SocketAuth:
 async def authenticate_socket(scope) -> SocketAuth:
     token = presented_token(scope)
     if token is not None:
-        principal = await in_thread(authenticate_api_key)(token, ip=client_ip(scope))
+        address = client_ip(scope)
+        if await in_thread(auth_failures_exceeded)(address=address) is not None:
+            return SocketAuth(None, reason="Too many failed authentications from this address; try again later.")
+        principal = await in_thread(authenticate_api_key)(token, ip=address)
         if principal is None:
             return SocketAuth(None, reason="Invalid, revoked or expired API key, or the tenant is suspended.")
         return SocketAuth(principal, via="api_key")
