@@ -110,3 +110,14 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
             tenant=membership.tenant, role=membership.role, user=user, scopes=("read", "write", "admin")
         )
         return (user, principal)
+
+
+class UserSessionAuthentication(authentication.SessionAuthentication):
+    """A signed-in person, whichever tenants they belong to (none yet, when accepting an invitation).
+
+    No Principal: views that use it act for the user, never for a tenant. CSRF is enforced as
+    for every session request.
+    """
+
+    def authenticate_header(self, request) -> str:
+        return 'Session realm="dashboard"'  # a 401, not a 403, when nobody is signed in
