@@ -59,7 +59,7 @@ def populate_tenant(tenant: Tenant) -> list[str]:
     )
     audit = AuditLog.objects.filter(tenant=tenant).first()
     identifiers = [str(membership.pk), str(api_key.pk), str(tenant.pk), tenant.slug, api_key.name, api_key.prefix]
-    identifiers += [str(invitation.pk), invitation.email]
+    identifiers.append(str(invitation.pk))
     if audit is not None:
         identifiers.append(str(audit.pk))
     identifiers += populate_agents(tenant)

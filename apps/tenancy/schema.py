@@ -36,7 +36,7 @@ class TenantSessionScheme(OpenApiAuthenticationExtension):
 
 class UserSessionScheme(OpenApiAuthenticationExtension):
     target_class = "apps.tenancy.authentication.UserSessionAuthentication"
-    name = "Session"  # the same cookie; only which views accept it differs
+    name = "UserSession"  # the same cookie, for views that act for a person rather than a tenant
 
     def get_security_definition(self, auto_schema):
-        return _SESSION_COOKIE
+        return {**_SESSION_COOKIE, "description": "The login session of any signed-in user, member of a tenant or not."}
