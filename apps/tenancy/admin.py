@@ -50,10 +50,14 @@ class TenantAdmin(admin.ModelAdmin):
     def member_count(self, obj) -> int:
         return Membership.objects.filter(tenant=obj).count()
 
-    @admin.action(description="Suspend selected tenants (their keys stop working)")
+    @admin.action(description="Suspend selected tenants (keys stop working, turns and sockets are stopped)")
     def suspend(self, request, queryset):
+        # The admin is the operators' face, not a layer: stopping turns and sockets belongs to
+        # the apps above tenancy, which this one service call reaches (see docs/security.md).
+        from apps.conversations.services import tenant_suspend_and_stop
+
         done = sum(
-            services.tenant_suspend(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset
+            tenant_suspend_and_stop(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset
         )
         self.message_user(request, f"Suspended {done} tenant(s).", messages.SUCCESS)
 
