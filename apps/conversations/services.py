@@ -17,7 +17,7 @@ from apps.core.errors import Conflict
 from apps.events import types as event_types
 from apps.events.services import publish
 from apps.events.ws_auth import sockets_close_for_tenant
-from apps.tenancy.services import tenant_suspend
+from apps.tenancy.services import tenant_limit_check, tenant_suspend
 from apps.tools.guardrails import redact_secrets
 
 
@@ -40,15 +40,22 @@ def session_create(
 ) -> ChatSession:
     if agent is not None and agent.tenant_id != tenant.pk:
         raise ValidationError({"agent": ["No such agent."]})
-    return ChatSession.objects.create(
-        tenant=tenant,
-        agent=agent,
-        created_by=created_by if getattr(created_by, "pk", None) else None,
-        title=title,
-        nickname=nickname,
-        mode=mode,
-        metadata=metadata or {},
-    )
+    with transaction.atomic():
+        tenant_limit_check(
+            tenant=tenant,
+            setting="max_sessions",
+            noun="sessions",
+            count_existing=lambda: ChatSession.objects.filter(tenant=tenant).count(),
+        )
+        return ChatSession.objects.create(
+            tenant=tenant,
+            agent=agent,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+            title=title,
+            nickname=nickname,
+            mode=mode,
+            metadata=metadata or {},
+        )
 
 
 def session_update(*, tenant, session: ChatSession, **changes: Any) -> ChatSession:

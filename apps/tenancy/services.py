@@ -160,6 +160,31 @@ def tenant_reactivate(*, tenant: Tenant, actor: Actor) -> bool:
     return bool(updated)
 
 
+# --- limits --------------------------------------------------------------------------------------
+
+
+def tenant_limit_check(*, tenant: Tenant, setting: str, noun: str, count_existing) -> None:
+    """Refuse one more `noun` when the tenant's `setting` (max_sessions, max_agents) is reached.
+
+    Call inside the transaction that creates the object. Without a limit this costs nothing;
+    with one, the tenant row is locked first so two concurrent creates cannot both pass the
+    last free slot. `count_existing()` counts the tenant's objects under that lock.
+    """
+    if (tenant.settings or {}).get(setting) is None:
+        return
+    locked = Tenant.objects.select_for_update().only("settings").get(pk=tenant.pk)
+    limit = (locked.settings or {}).get(setting)
+    if limit is None:
+        return
+    existing = count_existing()
+    if existing >= int(limit):
+        raise Conflict(
+            f"This tenant has reached its {setting} limit ({existing} of {int(limit)} {noun}). "
+            f"Delete one, or ask an owner to raise {setting} with PATCH /api/tenants/current "
+            f'{{"settings": {{"{setting}": ...}}}}.'
+        )
+
+
 # --- members -------------------------------------------------------------------------------------
 
 

@@ -19,8 +19,19 @@ class TenantSettingsSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Spending cap per calendar month; null means no cap.",
     )
-    max_sessions = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    max_agents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    max_sessions = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Most chat sessions the tenant may hold (archived ones count; deleting frees a slot). "
+        "Creating one more answers 409. Null means no limit.",
+    )
+    max_agents = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Most agents the tenant may have; creating one more answers 409. Null means no limit.",
+    )
     default_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     approval_role = serializers.ChoiceField(
         choices=[Role.MEMBER, Role.ADMIN, Role.OWNER],
