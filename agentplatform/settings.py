@@ -182,7 +182,7 @@ AUTH_FAILURE_RATE_LIMIT = env("AUTH_FAILURE_RATE_LIMIT", default="20/minute")
 # (0), else the X-Forwarded-For hop written by the outermost of TRUSTED_PROXY_COUNT proxies.
 # TRUST_X_FORWARDED_FOR=true is the deprecated spelling of TRUSTED_PROXY_COUNT=1.
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if TRUST_X_FORWARDED_FOR else 0)
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0) or (1 if TRUST_X_FORWARDED_FOR else 0)
 # How long an invitation to a tenant can be accepted.
 INVITATION_TTL_HOURS = env.int("INVITATION_TTL_HOURS", default=168)
 
