@@ -176,9 +176,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="100/minute")
 CHAT_RATE_LIMIT = env("CHAT_RATE_LIMIT", default="20/minute")
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
-# Which client address rate limits and audit entries use: REMOTE_ADDR, or the first
-# X-Forwarded-For hop when a trusted proxy sits in front (TRUST_X_FORWARDED_FOR=true).
+# Failed bearer authentications allowed per client address; past it, 429 before any lookup.
+AUTH_FAILURE_RATE_LIMIT = env("AUTH_FAILURE_RATE_LIMIT", default="20/minute")
+# Which client address rate limits and audit entries use: REMOTE_ADDR with no proxy in front
+# (0), else the X-Forwarded-For hop written by the outermost of TRUSTED_PROXY_COUNT proxies.
+# TRUST_X_FORWARDED_FOR=true is the deprecated spelling of TRUSTED_PROXY_COUNT=1.
 TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0) or (1 if TRUST_X_FORWARDED_FOR else 0)
+# How long an invitation to a tenant can be accepted.
+INVITATION_TTL_HOURS = env.int("INVITATION_TTL_HOURS", default=168)
 
 CORS_ORIGIN = env("CORS_ORIGIN", default="*")
 if CORS_ORIGIN.strip() == "*":

@@ -64,6 +64,7 @@ def _generous_rate_limits(settings):
     """Most tests make many requests with one key; the rate-limit tests set their own limits."""
     settings.API_RATE_LIMIT = "100000/minute"
     settings.CHAT_RATE_LIMIT = "100000/minute"
+    settings.AUTH_FAILURE_RATE_LIMIT = "100000/minute"
 
 
 @pytest.fixture

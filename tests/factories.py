@@ -51,8 +51,15 @@ def populate_tenant(tenant: Tenant) -> list[str]:
     owner = UserFactory()
     membership = MembershipFactory(tenant=tenant, user=owner, role=Role.OWNER)
     api_key, _ = create_key(tenant, user=owner, name=f"{tenant.slug}-key")
+    from apps.tenancy.invitations import invitation_create
+    from apps.tenancy.principal import Actor
+
+    invitation, _ = invitation_create(
+        tenant=tenant, actor=Actor.system("test"), actor_role=Role.OWNER, email=f"invitee@{tenant.slug}.example"
+    )
     audit = AuditLog.objects.filter(tenant=tenant).first()
     identifiers = [str(membership.pk), str(api_key.pk), str(tenant.pk), tenant.slug, api_key.name, api_key.prefix]
+    identifiers.append(str(invitation.pk))
     if audit is not None:
         identifiers.append(str(audit.pk))
     identifiers += populate_agents(tenant)

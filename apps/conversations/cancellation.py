@@ -1,5 +1,8 @@
 """Cancel flags in Redis: the worker checks one on every token batch and step, which a database
-query per check would make expensive. The turn's `cancel_requested` column stays the record."""
+query per check would make expensive. The turn's `cancel_requested` column stays the record.
+
+The flag's value is the reason the turn ends with ("cancelled" when someone pressed stop,
+"tenant suspended" when an operator suspended the tenant)."""
 
 from __future__ import annotations
 
@@ -21,8 +24,22 @@ def _key(turn_id) -> str:
     return f"ap:turn-cancel:{turn_id}"
 
 
-def request(turn_id) -> None:
-    _client(settings.REDIS_URL).set(_key(turn_id), 1, ex=_TTL_SECONDS)
+DEFAULT_REASON = "cancelled"
+
+
+def request(turn_id, reason: str = DEFAULT_REASON) -> None:
+    _client(settings.REDIS_URL).set(_key(turn_id), reason.encode(), ex=_TTL_SECONDS)
+
+
+def reason(turn_id) -> str:
+    """Why the turn was asked to stop; the default when the flag is gone (Redis restarted)."""
+    try:
+        value = _client(settings.REDIS_URL).get(_key(turn_id))
+    except redis.RedisError:
+        return DEFAULT_REASON
+    if not value or value == b"1":
+        return DEFAULT_REASON
+    return value.decode(errors="replace")
 
 
 def is_requested(turn_id) -> bool:

@@ -106,13 +106,16 @@ def _claim(turn_id: str) -> tuple[Turn | None, ExecuteOutcome]:
             return None, ExecuteOutcome("skipped")
         if turn.status == Turn.Status.RUNNING and turn.lease_expires_at and turn.lease_expires_at > now:
             return None, ExecuteOutcome("busy", retry_in=(turn.lease_expires_at - now).total_seconds() + 1)
-        if turn.cancel_requested:
-            turn.status, turn.finished_at, turn.error = Turn.Status.CANCELLED, now, "cancelled before it ran"
+        suspended = not turn.tenant.is_active  # a suspended tenant's turn never starts
+        if turn.cancel_requested or suspended:
+            reason = "tenant suspended" if suspended else "cancelled"
+            turn.status, turn.finished_at = Turn.Status.CANCELLED, now
+            turn.error = reason if suspended else "cancelled before it ran"
             turn.save(update_fields=["status", "finished_at", "error", "updated_at"])
             publish(
                 turn.tenant,
                 ev.TURN_CANCELLED,
-                {"partial_text": "", "reason": "cancelled"},
+                {"partial_text": "", "reason": reason},
                 session=turn.session_id,
                 turn=turn,
             )
@@ -581,14 +584,15 @@ class TurnRunner:
     def _finish_cancelled(self) -> None:
         partial = "".join(self.answer_so_far) + self.stream.text
         meta = {"model": self.model_ref, "offline": self.offline, "stop_reason": "cancelled", "partial": True}
+        reason = cancellation.reason(self.turn.pk)  # "cancelled", or "tenant suspended"
         with contextlib.suppress(LostOwnership):
             self._write_final(
                 Turn.Status.CANCELLED,
                 text=partial or None,
-                extra={"error": "cancelled"},
+                extra={"error": reason},
                 message_meta=meta,
                 event=ev.TURN_CANCELLED,
-                event_data=lambda _fields: {"partial_text": partial, "reason": "cancelled"},
+                event_data=lambda _fields: {"partial_text": partial, "reason": reason},
             )
 
     def _finish_parked(self, parked: TurnParked) -> None:

@@ -16,6 +16,8 @@ from apps.conversations.models import ChatSession, Feedback, Message, Turn
 from apps.core.errors import Conflict
 from apps.events import types as event_types
 from apps.events.services import publish
+from apps.events.ws_auth import sockets_close_for_tenant
+from apps.tenancy.services import tenant_limit_check, tenant_suspend
 from apps.tools.guardrails import redact_secrets
 
 
@@ -38,15 +40,22 @@ def session_create(
 ) -> ChatSession:
     if agent is not None and agent.tenant_id != tenant.pk:
         raise ValidationError({"agent": ["No such agent."]})
-    return ChatSession.objects.create(
-        tenant=tenant,
-        agent=agent,
-        created_by=created_by if getattr(created_by, "pk", None) else None,
-        title=title,
-        nickname=nickname,
-        mode=mode,
-        metadata=metadata or {},
-    )
+    with transaction.atomic():
+        tenant_limit_check(
+            tenant=tenant,
+            setting="max_sessions",
+            noun="sessions",
+            count_existing=lambda: ChatSession.objects.filter(tenant=tenant).count(),
+        )
+        return ChatSession.objects.create(
+            tenant=tenant,
+            agent=agent,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+            title=title,
+            nickname=nickname,
+            mode=mode,
+            metadata=metadata or {},
+        )
 
 
 def session_update(*, tenant, session: ChatSession, **changes: Any) -> ChatSession:
@@ -197,6 +206,52 @@ def turn_cancel(*, tenant, session: ChatSession) -> Turn | None:
         cancellation.request(turn.pk)
     turn.refresh_from_db()
     return turn
+
+
+# --- suspension -------------------------------------------------------------------------------------
+
+SUSPENDED_REASON = "tenant suspended"
+
+
+def turns_stop_for_tenant(*, tenant, reason: str = SUSPENDED_REASON) -> int:
+    """Cancel every active turn of the tenant, through the same compare-and-set as turn_cancel:
+    queued and parked turns end at once, running ones at their next checkpoint (the Redis flag
+    carries `reason` to the worker). Returns how many turns were told to stop."""
+    from apps.policy.models import Approval
+
+    now = timezone.now()
+    stopped = 0
+    for turn in Turn.objects.filter(tenant=tenant, status__in=Turn.ACTIVE).only("pk", "session_id", "tenant_id"):
+        ended = Turn.objects.filter(pk=turn.pk, status__in=[Turn.Status.QUEUED, Turn.Status.WAITING_APPROVAL]).update(
+            status=Turn.Status.CANCELLED, cancel_requested=True, finished_at=now, error=reason
+        )
+        if ended:
+            Approval.objects.filter(turn=turn, status=Approval.Status.PENDING).update(
+                status=Approval.Status.EXPIRED, decided_at=now, decided_by_label=f"system:{reason}"
+            )
+            publish(
+                tenant,
+                event_types.TURN_CANCELLED,
+                {"partial_text": "", "reason": reason},
+                session=turn.session_id,
+                turn=turn,
+            )
+        else:  # running (or it finished meanwhile, and the flag expires unread)
+            Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(cancel_requested=True)
+            cancellation.request(turn.pk, reason=reason)
+        stopped += 1
+    return stopped
+
+
+def tenant_suspend_and_stop(*, tenant, actor, reason: str = "") -> bool:
+    """Suspend the tenant and stop what it has running: its turns and its live sockets and
+    streams. Tenancy cannot import the apps above it, so the operators' entry points (the admin
+    action, `manage.py suspend_tenant`) call this instead of tenancy's tenant_suspend alone."""
+    if not tenant_suspend(tenant=tenant, actor=actor, reason=reason):
+        return False
+    turns_stop_for_tenant(tenant=tenant, reason=SUSPENDED_REASON)
+    sockets_close_for_tenant(tenant_id=str(tenant.pk))
+    return True
 
 
 # --- feedback ---------------------------------------------------------------------------------------

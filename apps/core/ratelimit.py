@@ -7,6 +7,14 @@ write, and can). Every /api/ request spends from API_RATE_LIMIT; views that set
 
 The identity is the API key (a hash of the presented token, so a bad token cannot drain a
 real key's budget), else the logged-in user, else the client address.
+
+Failed authentications are counted per client address as well (AUTH_FAILURE_RATE_LIMIT):
+without that, every random token would start a fresh window of its own and cost a database
+lookup. Past the limit, a bearer token is answered 429 before it is looked up.
+
+The client address comes from `client_address_from_meta`, for HTTP and WebSocket alike:
+python-ipware reads X-Forwarded-For only when TRUSTED_PROXY_COUNT proxies sit in front of us,
+and then takes the hop our own outermost proxy wrote, never the client-written leftmost one.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -23,6 +32,7 @@ from django.http import JsonResponse
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from python_ipware import IpWare
 
 from apps.core.errors import error_body, is_api_path
 
@@ -54,12 +64,30 @@ def _parse(spec: str) -> RateLimitItem:
     return parse(spec)
 
 
+@functools.lru_cache(maxsize=8)
+def _ipware(trusted_proxies: int) -> IpWare:
+    # Our last proxy is the peer (REMOTE_ADDR) and is not in the header; each proxy before it
+    # appended the address it received from. So with N proxies the client is the N-th entry from
+    # the right, which is what python-ipware returns when told of N-1 proxy hops in the header.
+    # Only X-Forwarded-For is read: X-Real-IP, CF-Connecting-IP and the like are as forgeable
+    # as any header when no proxy of ours sets them.
+    return IpWare(precedence=("HTTP_X_FORWARDED_FOR",), leftmost=True, proxy_count=trusted_proxies - 1)
+
+
+def client_address_from_meta(meta: Mapping[str, str]) -> str:
+    """The client's address from a META-like mapping (REMOTE_ADDR, HTTP_X_FORWARDED_FOR)."""
+    peer = meta.get("REMOTE_ADDR", "") or "unknown"
+    trusted = settings.TRUSTED_PROXY_COUNT
+    if trusted <= 0 or not meta.get("HTTP_X_FORWARDED_FOR"):
+        return peer
+    ip, _ = _ipware(trusted).get_client_ip(meta, strict=False)
+    # A header shorter than our proxy chain (or unparsable) did not come through all of our
+    # proxies: the peer is the best we know.
+    return str(ip) if ip is not None else peer
+
+
 def client_address(request) -> str:
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    return client_address_from_meta(request.META)
 
 
 def rate_limit_identity(request) -> str:
@@ -94,6 +122,35 @@ def rate_limit_hit(*, policy: str, spec: str, identity: str) -> RateLimitResult 
         reset_at=stats.reset_time,
         window_seconds=item.get_expiry(),
     )
+
+
+def auth_failures_exceeded(*, address: str) -> RateLimitResult | None:
+    """The failure budget of `address` when it is spent (without spending), else None."""
+    if not settings.RATE_LIMIT_ENABLED:
+        return None
+    item = _parse(settings.AUTH_FAILURE_RATE_LIMIT)
+    limiter = _limiter(settings.REDIS_URL)
+    try:
+        if limiter.test(item, "auth-failure", address):
+            return None
+        stats = limiter.get_window_stats(item, "auth-failure", address)
+    except Exception as exc:  # noqa: BLE001 - fail open, like the request budget
+        logger.warning("rate limiter unavailable, not checking failed authentications: %s", exc)
+        return None
+    return RateLimitResult(
+        policy="auth-failure",
+        allowed=False,
+        limit=item.amount,
+        remaining=0,
+        reset_at=stats.reset_time,
+        window_seconds=item.get_expiry(),
+    )
+
+
+def auth_failure_record(*, address: str) -> None:
+    """Count one failed authentication from `address`."""
+    if settings.RATE_LIMIT_ENABLED:
+        rate_limit_hit(policy="auth-failure", spec=settings.AUTH_FAILURE_RATE_LIMIT, identity=address)
 
 
 def apply_headers(response, result: RateLimitResult) -> None:

@@ -160,6 +160,8 @@ class Hub:
             kind = message.get("type")
             if kind == "event.push":
                 await self._fan_out(message.get("event") or {})
+            elif kind == "tenant.revoke":  # the tenant was suspended (ws_auth.sockets_close_for_tenant)
+                await self._revoke_tenant(message.get("tenant"))
             elif kind == "ws.barrier":
                 state = self._groups.get(message.get("tenant"))
                 if state is not None and state.token == message.get("token"):
@@ -225,6 +227,11 @@ class Hub:
                     # Hundreds of sockets at once would hold the loop for tens of milliseconds;
                     # events arriving meanwhile go out between the slices.
                     await asyncio.sleep(0)
+
+    async def _revoke_tenant(self, tenant_id: str | None) -> None:
+        for listener in list(self.listeners.get(tenant_id, ())):
+            self.remove(listener)
+            await listener.revoke()
 
     async def _recheck_credentials(self) -> None:
         from apps.events.ws_auth import still_valid

@@ -9,16 +9,23 @@ page's WebSocket, so another site must not be able to open one in the user's nam
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 
+from apps.core.ratelimit import auth_failures_exceeded, client_address_from_meta
 from apps.events.live import in_thread
+from apps.events.services import tenant_group
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.authentication import TenantSessionAuthentication, authenticate_api_key
 from apps.tenancy.models import ApiKey, Membership, Tenant
 from apps.tenancy.principal import Principal
+
+logger = logging.getLogger(__name__)
 
 BEARER_SUBPROTOCOL = "bearer"
 
@@ -39,12 +46,13 @@ def query_params(scope) -> dict[str, list[str]]:
 
 
 def client_ip(scope) -> str:
-    if settings.TRUST_X_FORWARDED_FOR:
-        forwarded = header(scope, b"x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+    """The same answer as for an HTTP request (apps.core.ratelimit.client_address_from_meta)."""
     client = scope.get("client")
-    return client[0] if client else "unknown"
+    meta = {"REMOTE_ADDR": client[0] if client else ""}
+    forwarded = header(scope, b"x-forwarded-for")
+    if forwarded:
+        meta["HTTP_X_FORWARDED_FOR"] = forwarded
+    return client_address_from_meta(meta)
 
 
 def offered_subprotocol(scope) -> str | None:
@@ -87,7 +95,10 @@ class SocketAuth:
 async def authenticate_socket(scope) -> SocketAuth:
     token = presented_token(scope)
     if token is not None:
-        principal = await in_thread(authenticate_api_key)(token, ip=client_ip(scope))
+        address = client_ip(scope)
+        if await in_thread(auth_failures_exceeded)(address=address) is not None:
+            return SocketAuth(None, reason="Too many failed authentications from this address; try again later.")
+        principal = await in_thread(authenticate_api_key)(token, ip=address)
         if principal is None:
             return SocketAuth(None, reason="Invalid, revoked or expired API key, or the tenant is suspended.")
         return SocketAuth(principal, via="api_key")
@@ -103,6 +114,23 @@ async def authenticate_socket(scope) -> SocketAuth:
         return SocketAuth(None, reason="You are not a member of an active tenant.")
     principal = Principal(tenant=membership.tenant, role=membership.role, user=user, scopes=("read", "write", "admin"))
     return SocketAuth(principal, via="session")
+
+
+# Sent to a tenant's group: every process's hub closes that tenant's sockets and SSE streams.
+TENANT_REVOKE_MESSAGE = "tenant.revoke"
+
+
+def sockets_close_for_tenant(*, tenant_id: str) -> None:
+    """Close the tenant's live connections in every web process now (4401), instead of at the
+    next WS_AUTH_RECHECK_SECONDS recheck. Best effort: the recheck still refuses a suspended
+    tenant if this message is lost."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(tenant_group(tenant_id), {"type": TENANT_REVOKE_MESSAGE, "tenant": tenant_id})
+    except Exception as exc:  # noqa: BLE001 - the periodic recheck is the backstop
+        logger.warning("could not tell the web processes to close tenant %s's sockets: %s", tenant_id, exc)
 
 
 def still_valid(credentials: list[tuple[str, str, str | None, str | None]]) -> set[str]:

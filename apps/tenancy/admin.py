@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.core.ratelimit import client_address
 from apps.tenancy import services
-from apps.tenancy.models import ApiKey, AuditLog, Membership, Role, Scope, Tenant
+from apps.tenancy.invitations import invitation_revoke
+from apps.tenancy.models import ApiKey, AuditLog, Invitation, Membership, Role, Scope, Tenant
 from apps.tenancy.principal import Actor
 
 # The library registers its own (unused) APIKey model; ours is the one operators manage.
@@ -50,10 +52,14 @@ class TenantAdmin(admin.ModelAdmin):
     def member_count(self, obj) -> int:
         return Membership.objects.filter(tenant=obj).count()
 
-    @admin.action(description="Suspend selected tenants (their keys stop working)")
+    @admin.action(description="Suspend selected tenants (keys stop working, turns and sockets are stopped)")
     def suspend(self, request, queryset):
+        # The admin is the operators' face, not a layer: stopping turns and sockets belongs to
+        # the apps above tenancy, which this one service call reaches (see docs/security.md).
+        from apps.conversations.services import tenant_suspend_and_stop
+
         done = sum(
-            services.tenant_suspend(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset
+            tenant_suspend_and_stop(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset
         )
         self.message_user(request, f"Suspended {done} tenant(s).", messages.SUCCESS)
 
@@ -145,6 +151,36 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # revoke instead: the audit trail keeps pointing at the key
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Read and revoke; operators invite with `manage.py create_invitation` (the token is printed there)."""
+
+    list_display = ["email", "tenant", "role", "status", "invited_by_label", "created_at", "expires_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["email", "tenant__slug"]
+    readonly_fields = [f.name for f in Invitation._meta.fields if f.name != "token_hash"]
+    exclude = ["token_hash"]
+    actions = ["revoke"]
+
+    @admin.display(description="Status")
+    def status(self, obj) -> str:
+        return obj.status_at(timezone.now())
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected invitations")
+    def revoke(self, request, queryset):
+        done = sum(
+            invitation_revoke(tenant=i.tenant, actor=_actor(request), actor_role=Role.OWNER, invitation=i)
+            for i in queryset
+        )
+        self.message_user(request, f"Revoked {done} invitation(s).", messages.SUCCESS)
 
 
 @admin.register(AuditLog)

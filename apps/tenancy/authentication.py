@@ -10,7 +10,7 @@ from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
 from apps.core.constants import UNAUTHORIZED_MESSAGE
-from apps.core.ratelimit import client_address
+from apps.core.ratelimit import auth_failure_record, auth_failures_exceeded, client_address
 from apps.tenancy import selectors, services
 from apps.tenancy.models import ApiKey, Tenant
 from apps.tenancy.principal import Principal, lower_role, scope_ceiling
@@ -40,14 +40,31 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if scheme.lower() != self.keyword:
             return None  # another scheme; the session may still authenticate
         token = token.strip()
-        principal = authenticate_api_key(token, ip=client_address(request))
+        address = client_address(request)
+        blocked = auth_failures_exceeded(address=address)
+        if blocked is not None:
+            raise exceptions.Throttled(
+                wait=max(1, blocked.reset_in), detail="Too many failed authentications from this address."
+            )
+        principal = authenticate_api_key(token, ip=address)
         if principal is None:
             raise _unauthorized()
         return (principal.user or AnonymousUser(), principal)
 
 
 def authenticate_api_key(token: str, *, ip: str | None = None) -> Principal | None:
-    """Resolve a presented key to a Principal, or None. Shared by HTTP, SSE and WebSocket auth."""
+    """Resolve a presented key to a Principal, or None. Shared by HTTP, SSE and WebSocket auth.
+
+    Every failure counts against the client address (AUTH_FAILURE_RATE_LIMIT); callers check
+    `auth_failures_exceeded` first, so a flood of guesses stops before the database.
+    """
+    principal = _resolve_api_key(token, ip=ip)
+    if principal is None and ip:
+        auth_failure_record(address=ip)
+    return principal
+
+
+def _resolve_api_key(token: str, *, ip: str | None) -> Principal | None:
     if not token or "." not in token or len(token) > 200:
         return None
     prefix = token.partition(".")[0]
@@ -93,3 +110,14 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
             tenant=membership.tenant, role=membership.role, user=user, scopes=("read", "write", "admin")
         )
         return (user, principal)
+
+
+class UserSessionAuthentication(authentication.SessionAuthentication):
+    """A signed-in person, whichever tenants they belong to (none yet, when accepting an invitation).
+
+    No Principal: views that use it act for the user, never for a tenant. CSRF is enforced as
+    for every session request.
+    """
+
+    def authenticate_header(self, request) -> str:
+        return 'Session realm="dashboard"'  # a 401, not a 403, when nobody is signed in

@@ -64,6 +64,51 @@ class Membership(TenantOwnedModel):
         return f"{self.user} in {self.tenant_id} ({self.role})"
 
 
+class Invitation(TenantOwnedModel):
+    """An invitation to join a tenant with a role, for whoever signs in with `email`.
+
+    Only a SHA-256 hash of the token is stored (the token has 256 random bits, so a plain hash
+    is enough); the token itself is in the create response only. Single use: accepting,
+    revoking or a newer invitation for the same address ends it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    email = models.EmailField(max_length=254, help_text="Lowercased.")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    invited_by_label = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "email"], name="invitation_tenant_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant_id} as {self.role}"
+
+    def status_at(self, now) -> str:
+        if self.accepted_at is not None:
+            return self.Status.ACCEPTED
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        if self.expires_at <= now:
+            return self.Status.EXPIRED
+        return self.Status.PENDING
+
+
 class PrefixedKeyGenerator(KeyGenerator):
     """Keys look like `ap_AbCd1234.<40 random chars>`: recognisable in logs and secret scanners."""
 
@@ -133,6 +178,10 @@ class AuditLog(models.Model):
         AGENT_CREATED = "agent.created"
         AGENT_UPDATED = "agent.updated"
         AGENT_DELETED = "agent.deleted"
+        INVITATION_CREATED = "invitation.created"
+        INVITATION_ACCEPTED = "invitation.accepted"
+        INVITATION_REVOKED = "invitation.revoked"
+        INVITATION_EXPIRED = "invitation.expired"
 
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     # Null for events that belong to no tenant (a failed login with an unknown username).

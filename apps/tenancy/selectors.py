@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from apps.tenancy.models import ApiKey, AuditLog, Membership, Tenant
+from apps.tenancy.models import ApiKey, AuditLog, Invitation, Membership, Tenant
 
 
 def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
@@ -52,3 +53,19 @@ def audit_log_list(*, tenant: Tenant, action: str | None = None, since=None) -> 
     if since is not None:
         entries = entries.filter(created_at__gte=since)
     return entries
+
+
+def invitation_list(*, tenant: Tenant, status: str = Invitation.Status.PENDING) -> QuerySet[Invitation]:
+    """The tenant's invitations; `status` is pending, accepted, revoked, expired or all."""
+    invitations = Invitation.objects.filter(tenant=tenant).order_by("-created_at")
+    now = timezone.now()
+    open_ = {"accepted_at__isnull": True, "revoked_at__isnull": True}
+    if status == Invitation.Status.PENDING:
+        return invitations.filter(**open_, expires_at__gt=now)
+    if status == Invitation.Status.EXPIRED:
+        return invitations.filter(**open_, expires_at__lte=now)
+    if status == Invitation.Status.ACCEPTED:
+        return invitations.filter(accepted_at__isnull=False)
+    if status == Invitation.Status.REVOKED:
+        return invitations.filter(revoked_at__isnull=False, accepted_at__isnull=True)
+    return invitations

@@ -160,7 +160,36 @@ def tenant_reactivate(*, tenant: Tenant, actor: Actor) -> bool:
     return bool(updated)
 
 
+# --- limits --------------------------------------------------------------------------------------
+
+
+def tenant_limit_check(*, tenant: Tenant, setting: str, noun: str, count_existing) -> None:
+    """Refuse one more `noun` when the tenant's `setting` (max_sessions, max_agents) is reached.
+
+    Call inside the transaction that creates the object. Without a limit this costs nothing;
+    with one, the tenant row is locked first so two concurrent creates cannot both pass the
+    last free slot. `count_existing()` counts the tenant's objects under that lock.
+    """
+    if (tenant.settings or {}).get(setting) is None:
+        return
+    locked = Tenant.objects.select_for_update().only("settings").get(pk=tenant.pk)
+    limit = (locked.settings or {}).get(setting)
+    if limit is None:
+        return
+    existing = count_existing()
+    if existing >= int(limit):
+        raise Conflict(
+            f"This tenant has reached its {setting} limit ({existing} of {int(limit)} {noun}). "
+            f"Delete one, or ask an owner to raise {setting} with PATCH /api/tenants/current "
+            f'{{"settings": {{"{setting}": ...}}}}.'
+        )
+
+
 # --- members -------------------------------------------------------------------------------------
+
+
+# Members join through invitations (apps/tenancy/invitations.py): nothing here finds or creates
+# user accounts on a tenant admin's behalf.
 
 
 def _check_may_grant(*, actor_role: str, role: str) -> None:
@@ -169,40 +198,6 @@ def _check_may_grant(*, actor_role: str, role: str) -> None:
         raise PermissionDenied("Only an owner can grant or remove the owner role.")
     if not role_at_least(actor_role, role):
         raise PermissionDenied("You cannot grant a role above your own.")
-
-
-def membership_add(
-    *, tenant: Tenant, actor: Actor, actor_role: str, role: str, email: str = "", username: str = ""
-) -> tuple[Membership, bool]:
-    """Add an existing user, or invite a new one (an account without a password yet).
-
-    Returns the membership and whether a new user account was created for it.
-    """
-    _check_may_grant(actor_role=actor_role, role=role)
-    email = email.strip().lower()
-    username = username.strip() or email
-    if not username:
-        raise ValidationError({"email": ["Give the email or username of the person to add."]})
-    with transaction.atomic():
-        user = User.objects.filter(Q(username=username) | (Q(email__iexact=email) if email else Q(pk__in=[]))).first()
-        created_user = False
-        if user is None:
-            user = User(username=username, email=email)
-            user.set_unusable_password()  # they set one through the password-reset flow
-            user.save()
-            created_user = True
-        if Membership.objects.filter(tenant=tenant, user=user).exists():
-            raise Conflict(f"{user.get_username()} is already a member of this tenant.")
-        membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-        audit_record(
-            tenant=tenant,
-            actor=actor,
-            action=AuditLog.Action.MEMBER_ADDED,
-            target_type="user",
-            target_id=str(user.pk),
-            data={"username": user.get_username(), "role": role, "invited": created_user},
-        )
-    return membership, created_user
 
 
 def _ensure_an_owner_remains(*, tenant: Tenant, leaving: Membership) -> None:

@@ -16,9 +16,12 @@ def operator(client):
     return client
 
 
-@pytest.mark.parametrize("model", ["tenant", "membership", "apikey", "auditlog"])
+@pytest.mark.parametrize("model", ["tenant", "membership", "apikey", "auditlog", "invitation"])
 def test_changelists_render(operator, model):
-    TenantFactory()
+    from apps.tenancy.invitations import invitation_create
+    from apps.tenancy.principal import Actor
+
+    invitation_create(tenant=TenantFactory(), actor=Actor.system("test"), actor_role="owner", email="a@example.com")
     assert operator.get(f"/admin/tenancy/{model}/").status_code == 200
 
 
@@ -35,6 +38,7 @@ def test_adding_a_key_shows_it_once(operator, tenant):
 
 
 def test_suspend_and_reactivate_actions(operator, tenant):
+    # The action goes through conversations.tenant_suspend_and_stop (turns and sockets: test_suspension.py).
     operator.post("/admin/tenancy/tenant/", {"action": "suspend", "_selected_action": [tenant.pk]})
     tenant.refresh_from_db()
     assert tenant.status == Tenant.Status.SUSPENDED
@@ -52,3 +56,14 @@ def test_revoke_action(operator, tenant):
     api_key.refresh_from_db()
     assert api_key.revoked
     assert api_key.revoked_at
+
+
+def test_revoking_an_invitation_in_the_admin_ends_it(operator, tenant):
+    from apps.tenancy.invitations import invitation_create
+    from apps.tenancy.models import Invitation
+    from apps.tenancy.principal import Actor
+
+    invitation, _ = invitation_create(tenant=tenant, actor=Actor.system("t"), actor_role="owner", email="a@example.com")
+    operator.post("/admin/tenancy/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]})
+    assert Invitation.objects.get(pk=invitation.pk).revoked_at is not None
+    assert AuditLog.objects.filter(tenant=tenant, action="invitation.revoked").exists()

@@ -15,13 +15,11 @@ def _bearer(key: str) -> APIClient:
     return client
 
 
-def test_add_existing_user_by_email_then_change_role_then_remove(tenant, owner_client):
+def test_change_a_members_role_then_remove_them(tenant, owner_client):
     user = UserFactory(email="ana@example.com")
-    added = owner_client.post("/api/members", {"email": "ana@example.com", "role": "viewer"}, format="json")
-    assert added.status_code == 201, added.json()
-    member_id = added.json()["id"]
-    assert added.json()["username"] == user.username
-    assert added.json()["has_password"] is True
+    member_id = str(MembershipFactory(tenant=tenant, user=user, role=Role.VIEWER).pk)
+    listed = owner_client.get("/api/members").json()["results"]
+    assert {"ana@example.com", owner_client.user.email} == {row["email"] for row in listed}
 
     changed = owner_client.patch(f"/api/members/{member_id}", {"role": "admin"}, format="json")
     assert changed.status_code == 200
@@ -30,31 +28,26 @@ def test_add_existing_user_by_email_then_change_role_then_remove(tenant, owner_c
     assert owner_client.delete(f"/api/members/{member_id}").status_code == 204
     assert not Membership.objects.filter(pk=member_id).exists()
     actions = list(AuditLog.objects.filter(tenant=tenant, target_id=str(user.pk)).values_list("action", flat=True))
-    assert set(actions) == {"member.added", "member.role_changed", "member.removed"}
+    assert set(actions) == {"member.role_changed", "member.removed"}
 
 
-def test_inviting_an_unknown_email_creates_an_account_without_password(owner_client):
-    response = owner_client.post("/api/members", {"email": "New@Example.com", "role": "member"}, format="json")
-    assert response.status_code == 201
-    assert response.json()["email"] == "new@example.com"
-    assert response.json()["has_password"] is False
-
-
-def test_adding_someone_twice_is_a_conflict(tenant, owner_client):
+def test_members_cannot_be_added_by_username_any_more(tenant, owner_client):
     user = UserFactory()
-    MembershipFactory(tenant=tenant, user=user)
-    response = owner_client.post("/api/members", {"username": user.username}, format="json")
-    assert response.status_code == 409
-    assert response.json()["error"] == "Conflict"
+    response = owner_client.post("/api/members", {"username": user.username, "role": "member"}, format="json")
+    assert response.status_code == 405
+    assert not Membership.objects.filter(tenant=tenant, user=user).exists()
 
 
-def test_admin_cannot_create_or_demote_owners(tenant, make_client):
+def test_the_member_list_shows_only_this_tenants_members(tenant, other_tenant, owner_client):
+    stranger = MembershipFactory(tenant=other_tenant, user=UserFactory(email="stranger@example.com"))
+    emails = {row["email"] for row in owner_client.get("/api/members").json()["results"]}
+    assert stranger.user.email not in emails
+
+
+def test_admin_cannot_invite_or_demote_owners(tenant, make_client):
     admin = make_client(tenant, role=Role.ADMIN)
     owner = MembershipFactory(tenant=tenant, role=Role.OWNER)
-    assert (
-        admin.post("/api/members", {"username": UserFactory().username, "role": "owner"}, format="json").status_code
-        == 403
-    )
+    assert admin.post("/api/invitations", {"email": "x@example.com", "role": "owner"}, format="json").status_code == 403
     assert admin.patch(f"/api/members/{owner.pk}", {"role": "member"}, format="json").status_code == 403
     assert admin.delete(f"/api/members/{owner.pk}").status_code == 403
 
@@ -129,9 +122,9 @@ def test_owner_updates_settings_and_unknown_settings_are_refused(tenant, owner_c
 
 def test_audit_log_lists_newest_first_and_filters(tenant, owner_client):
     owner_client.post("/api/keys", {"name": "a"}, format="json")
-    owner_client.post("/api/members", {"email": "z@example.com"}, format="json")
+    owner_client.post("/api/invitations", {"email": "z@example.com"}, format="json")
     everything = owner_client.get("/api/audit/log").json()["results"]
-    assert everything[0]["action"] == "member.added"
+    assert everything[0]["action"] == "invitation.created"
     keys_only = owner_client.get("/api/audit/log", {"action": "api_key.created"}).json()["results"]
     assert keys_only
     assert all(row["action"] == "api_key.created" for row in keys_only)

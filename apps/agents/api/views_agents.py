@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -18,7 +18,7 @@ from apps.agents.api.serializers import (
 )
 from apps.agents.api.views import CONFLICT_RESPONSE, READ_VIEWER_WRITE_ADMIN
 from apps.core.api.views import TenantAPIView, TenantViewSet
-from apps.core.openapi import ERROR_RESPONSES
+from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
 
@@ -33,7 +33,11 @@ _ROLE_REF_FIELDS = ("guide_model", "specialist_model", "vision_model")
         description="Role models are refs `<provider>/<model>` from GET /api/models/available: `guide` answers "
         "by default, `specialist` complex requests, `vision` messages with images (unset: the guide).",
         request=AgentWriteSerializer,
-        responses={201: AgentSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
+        responses={
+            201: AgentSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="The name is taken, or `max_agents` is reached."),
+            **ERROR_RESPONSES,
+        },
     ),
     partial_update=extend_schema(
         summary="Change an agent (admin)",

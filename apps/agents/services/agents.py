@@ -14,6 +14,7 @@ from apps.agents.validation import ROLES, check_model_belongs, clean_agent_field
 from apps.core.errors import Conflict
 from apps.tenancy.models import Tenant
 from apps.tenancy.principal import Actor
+from apps.tenancy.services import tenant_limit_check
 
 
 def agent_create(
@@ -48,6 +49,12 @@ def agent_create(
     )
     policy = clean_model_policy(tenant=tenant, policy=model_policy)
     with transaction.atomic():
+        tenant_limit_check(
+            tenant=tenant,
+            setting="max_agents",
+            noun="agents",
+            count_existing=lambda: Agent.objects.filter(tenant=tenant).count(),
+        )
         if Agent.objects.filter(tenant=tenant, name=name).exists():
             raise Conflict(f"An agent named '{name}' already exists.")
         agent = Agent.objects.create(

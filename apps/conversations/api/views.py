@@ -29,6 +29,9 @@ from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
 
 BUDGET_RESPONSE = {402: OpenApiResponse(ErrorSerializer, description="The tenant's monthly budget is spent.")}
+SESSION_LIMIT_RESPONSE = {
+    409: OpenApiResponse(ErrorSerializer, description="The tenant's `max_sessions` limit is reached.")
+}
 
 
 def budget_exhausted_response(exc: BudgetExhausted):
@@ -70,7 +73,7 @@ class SessionScopedMixin:
     create=extend_schema(
         summary="Start a session with an agent",
         request=SessionWriteSerializer,
-        responses={201: SessionSerializer, **ERROR_RESPONSES},
+        responses={201: SessionSerializer, **SESSION_LIMIT_RESPONSE, **ERROR_RESPONSES},
     ),
     partial_update=extend_schema(
         summary="Rename, archive, change mode or agent",

@@ -30,6 +30,9 @@ from apps.events.streaming import sse_response, turn_event_frames
 from apps.tenancy.models import Role
 
 SYNC_ERRORS = {
+    409: OpenApiResponse(
+        ErrorSerializer, description="The turn was cancelled, or a new session would pass `max_sessions`."
+    ),
     500: OpenApiResponse(ErrorSerializer, description="The turn failed; `message` says why, `turnId` names it."),
     504: OpenApiResponse(ErrorSerializer, description="Still running after SYNC_TURN_TIMEOUT_SECONDS; poll `turnId`."),
 }

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from apps.tenancy.models import ApiKey, AuditLog, Membership, Role, Scope, Tenant
+from apps.tenancy.models import ApiKey, AuditLog, Invitation, Membership, Role, Scope, Tenant
 
 
 class TenantSettingsSerializer(serializers.Serializer):
@@ -19,8 +19,19 @@ class TenantSettingsSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Spending cap per calendar month; null means no cap.",
     )
-    max_sessions = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    max_agents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    max_sessions = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Most chat sessions the tenant may hold (archived ones count; deleting frees a slot). "
+        "Creating one more answers 409. Null means no limit.",
+    )
+    max_agents = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Most agents the tenant may have; creating one more answers 409. Null means no limit.",
+    )
     default_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     approval_role = serializers.ChoiceField(
         choices=[Role.MEMBER, Role.ADMIN, Role.OWNER],
@@ -75,15 +86,55 @@ class MemberSerializer(serializers.ModelSerializer):
         return obj.user.has_usable_password()
 
 
-class MemberCreateSerializer(serializers.Serializer):
-    email = serializers.EmailField(required=False, allow_blank=True)
-    username = serializers.CharField(max_length=150, required=False, allow_blank=True)
+class InvitationSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+    invited_by = serializers.CharField(source="invited_by_label", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, obj) -> str:
+        return obj.status_at(timezone.now())
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    token = serializers.CharField(
+        read_only=True,
+        help_text="Shown only in this response. Send it to the invitee, who accepts it signed in with this email.",
+    )
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
-    def validate(self, attrs):
-        if not attrs.get("email") and not attrs.get("username"):
-            raise serializers.ValidationError({"email": ["Give an email or a username."]})
-        return attrs
+
+class InvitationAcceptSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, trim_whitespace=True)
+
+
+class InvitationAcceptedSerializer(serializers.Serializer):
+    tenant_id = serializers.UUIDField(source="tenant.id")
+    tenant_slug = serializers.CharField(source="tenant.slug")
+    tenant_name = serializers.CharField(source="tenant.name")
+    membership_id = serializers.UUIDField(source="id")
+    role = serializers.CharField()
 
 
 class MemberRoleSerializer(serializers.Serializer):

@@ -2,29 +2,37 @@ from __future__ import annotations
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.core.api.views import TenantAPIView, TenantViewSet
-from apps.core.openapi import ERROR_RESPONSES
+from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
-from apps.tenancy import selectors, services
+from apps.core.ratelimit import client_address
+from apps.tenancy import invitations, selectors, services
 from apps.tenancy.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
     AuditLogSerializer,
-    MemberCreateSerializer,
+    InvitationAcceptedSerializer,
+    InvitationAcceptSerializer,
+    InvitationCreatedSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
     MemberRoleSerializer,
     MemberSerializer,
     TenantSerializer,
     TenantUpdateSerializer,
 )
-from apps.tenancy.models import AuditLog, Role
-from apps.tenancy.principal import lower_role
+from apps.tenancy.authentication import UserSessionAuthentication
+from apps.tenancy.models import AuditLog, Invitation, Role
+from apps.tenancy.principal import Actor, lower_role
 
 
 class CurrentTenantView(TenantAPIView):
@@ -62,15 +70,6 @@ class CurrentTenantView(TenantAPIView):
         summary="List the tenant's members (admin)", responses={200: MemberSerializer(many=True), **ERROR_RESPONSES}
     ),
     retrieve=extend_schema(summary="One member (admin)", responses={200: MemberSerializer, **ERROR_RESPONSES}),
-    create=extend_schema(
-        summary="Add or invite a member (admin; owner to add an owner)",
-        description=(
-            "Adds an existing user found by username or email. Someone without an account gets "
-            "one with no password (`has_password: false`) that they activate through the password reset."
-        ),
-        request=MemberCreateSerializer,
-        responses={201: MemberSerializer, **ERROR_RESPONSES},
-    ),
     partial_update=extend_schema(
         summary="Change a member's role (admin; owner for owner roles)",
         request=MemberRoleSerializer,
@@ -86,7 +85,8 @@ class MemberViewSet(TenantViewSet):
     serializer_class = MemberSerializer
     required_roles = {"*": Role.ADMIN}
     id_label = "member"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # No POST: people join through /api/invitations, never by an admin naming an account.
+    http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
         return selectors.membership_list(tenant=self.tenant)
@@ -97,19 +97,6 @@ class MemberViewSet(TenantViewSet):
 
     def retrieve(self, request, pk=None):
         return Response(MemberSerializer(self.get_object()).data)
-
-    def create(self, request):
-        payload = MemberCreateSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        membership, _ = services.membership_add(
-            tenant=self.tenant,
-            actor=self.actor(),
-            actor_role=self.principal.role,
-            role=payload.validated_data["role"],
-            email=payload.validated_data.get("email", ""),
-            username=payload.validated_data.get("username", ""),
-        )
-        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
         membership = self.get_object()
@@ -226,3 +213,117 @@ class AuditLogView(TenantAPIView):
         paginator = DefaultPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(AuditLogSerializer(page, many=True).data)
+
+
+_INVITATION_STATUSES = [*Invitation.Status.values, "all"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List invitations (admin); pending ones unless `status` says otherwise",
+        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=_INVITATION_STATUSES)],
+        responses={200: InvitationSerializer(many=True), **ERROR_RESPONSES},
+    ),
+    retrieve=extend_schema(summary="One invitation (admin)", responses={200: InvitationSerializer, **ERROR_RESPONSES}),
+    create=extend_schema(
+        summary="Invite someone by email (admin; owner to invite an owner); the token is in this response only",
+        description=(
+            "Nobody is looked up: the answer is the same whether or not the address has an account "
+            "anywhere. Send the `token` to the invitee; they accept it with `POST /api/invitations/accept` "
+            "while signed in with this email. A newer invitation to the same address replaces a pending one. "
+            "409 when someone with this email is already a member of this tenant."
+        ),
+        request=InvitationCreateSerializer,
+        responses={
+            201: InvitationCreatedSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="Already a member of this tenant."),
+            **ERROR_RESPONSES,
+        },
+    ),
+    destroy=extend_schema(
+        summary="Revoke a pending invitation (admin; owner for owner invitations)",
+        responses={204: None, **ERROR_RESPONSES},
+    ),
+)
+@extend_schema(tags=["tenancy"])
+class InvitationViewSet(TenantViewSet):
+    serializer_class = InvitationSerializer
+    required_roles = {"*": Role.ADMIN}
+    id_label = "invitation"
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.invitation_list(tenant=self.tenant, status="all")
+
+    def list(self, request):
+        wanted = request.query_params.get("status", Invitation.Status.PENDING)
+        if wanted not in _INVITATION_STATUSES:
+            raise ValidationError({"status": [f"Use one of {', '.join(_INVITATION_STATUSES)}."]})
+        page = self.paginate_queryset(selectors.invitation_list(tenant=self.tenant, status=wanted))
+        return self.get_paginated_response(InvitationSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(InvitationSerializer(self.get_object()).data)
+
+    def create(self, request):
+        payload = InvitationCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        invitation, token = invitations.invitation_create(
+            tenant=self.tenant,
+            actor=self.actor(),
+            actor_role=self._inviter_ceiling(),
+            email=payload.validated_data["email"],
+            role=payload.validated_data["role"],
+            invited_by=self.principal.user,
+        )
+        invitation.token = token
+        return Response(InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        invitations.invitation_revoke(
+            tenant=self.tenant, actor=self.actor(), actor_role=self.principal.role, invitation=self.get_object()
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _inviter_ceiling(self) -> str:
+        # Through a key, the key's own ceiling counts too: a key cannot invite above itself.
+        principal = self.principal
+        if principal.api_key is not None:
+            return lower_role(principal.api_key.role, principal.role)
+        return principal.role
+
+
+class InvitationAcceptView(APIView):
+    """Not tenant-scoped: the invitee may belong to no tenant yet."""
+
+    authentication_classes = [UserSessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=["tenancy"],
+        summary="Accept an invitation (signed in as the invitee)",
+        description=(
+            "Needs the dashboard session of a user whose email is the invited address; API keys are "
+            "not people and cannot accept. Every token this account cannot use (unknown, revoked, "
+            "already accepted, or for another address) gets the same 404. 409 when it expired, the "
+            "tenant is suspended, or you are already a member."
+        ),
+        request=InvitationAcceptSerializer,
+        responses={
+            200: InvitationAcceptedSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="Expired, tenant suspended, or already a member."),
+            **ERROR_RESPONSES,
+        },
+    )
+    def post(self, request):
+        payload = InvitationAcceptSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        actor = Actor(
+            user=request.user,
+            label=f"user:{request.user.get_username()}",
+            ip=client_address(request),
+            request_id=getattr(request, "request_id", ""),
+        )
+        token = payload.validated_data["token"]
+        membership = invitations.invitation_accept(token=token, user=request.user, actor=actor)
+        return Response(InvitationAcceptedSerializer(membership).data)
