@@ -4,20 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenancy', '0003_audit_actions_for_agents'),
+        ("tenancy", "0003_audit_actions_for_agents"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='monthly_budget_usd',
+            model_name="apikey",
+            name="monthly_budget_usd",
             field=models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
         ),
         migrations.AlterField(
-            model_name='auditlog',
-            name='action',
-            field=models.CharField(choices=[('tenant.created', 'Tenant Created'), ('tenant.updated', 'Tenant Updated'), ('tenant.suspended', 'Tenant Suspended'), ('tenant.reactivated', 'Tenant Reactivated'), ('member.added', 'Member Added'), ('member.removed', 'Member Removed'), ('member.role_changed', 'Member Role Changed'), ('api_key.created', 'Key Created'), ('api_key.revoked', 'Key Revoked'), ('api_key.updated', 'Key Updated'), ('login.failed', 'Login Failed'), ('provider.created', 'Provider Created'), ('provider.updated', 'Provider Updated'), ('provider.deleted', 'Provider Deleted'), ('provider.key_set', 'Provider Key Set'), ('provider.key_deleted', 'Provider Key Deleted'), ('provider.breaker_reset', 'Provider Breaker Reset'), ('agent.created', 'Agent Created'), ('agent.updated', 'Agent Updated'), ('agent.deleted', 'Agent Deleted')], db_index=True, max_length=64),
+            model_name="auditlog",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("tenant.created", "Tenant Created"),
+                    ("tenant.updated", "Tenant Updated"),
+                    ("tenant.suspended", "Tenant Suspended"),
+                    ("tenant.reactivated", "Tenant Reactivated"),
+                    ("member.added", "Member Added"),
+                    ("member.removed", "Member Removed"),
+                    ("member.role_changed", "Member Role Changed"),
+                    ("api_key.created", "Key Created"),
+                    ("api_key.revoked", "Key Revoked"),
+                    ("api_key.updated", "Key Updated"),
+                    ("login.failed", "Login Failed"),
+                    ("provider.created", "Provider Created"),
+                    ("provider.updated", "Provider Updated"),
+                    ("provider.deleted", "Provider Deleted"),
+                    ("provider.key_set", "Provider Key Set"),
+                    ("provider.key_deleted", "Provider Key Deleted"),
+                    ("provider.breaker_reset", "Provider Breaker Reset"),
+                    ("agent.created", "Agent Created"),
+                    ("agent.updated", "Agent Updated"),
+                    ("agent.deleted", "Agent Deleted"),
+                ],
+                db_index=True,
+                max_length=64,
+            ),
         ),
     ]
