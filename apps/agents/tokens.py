@@ -122,8 +122,15 @@ class TokenCounter:
             return 0
         if self._encoding is None:
             return estimate_tokens(text)
-        # Special-token text in a user message is counted as plain text, as the API treats it.
-        return len(self._encoding.encode_ordinary(text))
+        return _tiktoken_count(self.encoding_name, text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _tiktoken_count(encoding_name: str, text: str) -> int:
+    """Cached: every step of a turn recounts the same system prompt and history, and the
+    router's estimate and the first call's are of the same messages; only new text is encoded."""
+    # Special-token text in a user message is counted as plain text, as the API treats it.
+    return len(load_encoding(encoding_name).encode_ordinary(text))
 
 
 def image_tokens(*, detail: str = "auto", width: int | None = None, height: int | None = None) -> int:
