@@ -173,6 +173,7 @@ class ApiKeyUpdateSerializer(serializers.Serializer):
         max_digits=12,
         decimal_places=2,
         min_value=0,
+        required=False,
         allow_null=True,
         help_text="Cap on the model spend of turns this key starts, per calendar month; null removes it.",
     )

@@ -196,12 +196,14 @@ class ApiKeyViewSet(TenantViewSet):
     def partial_update(self, request, pk=None):
         payload = ApiKeyUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        api_key = services.api_key_update(
-            tenant=self.tenant,
-            actor=self.actor(),
-            api_key=self.get_object(),
-            monthly_budget_usd=payload.validated_data["monthly_budget_usd"],
-        )
+        api_key = self.get_object()
+        if "monthly_budget_usd" in payload.validated_data:  # only what is sent changes
+            api_key = services.api_key_update(
+                tenant=self.tenant,
+                actor=self.actor(),
+                api_key=api_key,
+                monthly_budget_usd=payload.validated_data["monthly_budget_usd"],
+            )
         return Response(ApiKeySerializer(api_key).data)
 
     def destroy(self, request, pk=None):
