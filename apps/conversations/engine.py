@@ -282,6 +282,8 @@ class TurnRunner:
             )
         except (routing.NoModelAvailable, routing.BudgetExceeded) as exc:
             Turn.objects.filter(pk=self.turn.pk).update(context_snapshot=context.snapshot)
+            if isinstance(exc, routing.BudgetExceeded):
+                raise BudgetRefused(str(exc), scope=budgets.SCOPE_AGENT_TURN) from exc
             raise TurnFailure(str(exc)) from exc
         chosen = selection.as_json()
         with transaction.atomic():  # the decision and its record commit together
