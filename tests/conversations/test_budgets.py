@@ -66,7 +66,26 @@ def running(turn: Turn) -> Turn:
     return Turn.objects.select_related("tenant", "agent", "api_key").get(pk=turn.pk)
 
 
+@pytest.fixture
+def pool_for_twenty_workers():
+    """Twenty worker threads in one process share its connection pool (10 by default, as a
+    worker process needs): give it room for all of them, as twenty worker processes would have."""
+    options = connection.settings_dict["OPTIONS"]
+    before = options.get("pool")
+    if not before:
+        yield
+        return
+    connection.close()
+    connection.close_pool()
+    options["pool"] = {**before, "max_size": 24, "timeout": 60}
+    yield
+    connection.close()
+    connection.close_pool()
+    options["pool"] = before
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("pool_for_twenty_workers")
 def test_twenty_concurrent_turns_spend_at_most_the_budget_plus_one_call(tenant, priced_agent, model_server):
     # Given a budget that fits five calls, and a model slow enough that all twenty overlap
     set_budget(tenant, 5 * CALL_USD)
