@@ -295,6 +295,10 @@ PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=60.0)
 PROVIDER_MAX_RETRIES = env.int("PROVIDER_MAX_RETRIES", default=2)
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_RESET_SECONDS = env.int("BREAKER_RESET_SECONDS", default=30)
+# How long a model call's budget reservation counts as spent unless its worker extends it
+# (while streaming) or settles it: a worker that dies frees its reservation after this long.
+# Keep it above PROVIDER_TIMEOUT_SECONDS times the retries.
+BUDGET_RESERVATION_SECONDS = env.int("BUDGET_RESERVATION_SECONDS", default=300)
 # A turn redelivered more often than this (worker crashes) is failed with a reason.
 TURN_MAX_ATTEMPTS = env.int("TURN_MAX_ATTEMPTS", default=3)
 # How long the synchronous faces (/api/agent/message, /api/tasks) wait for a turn.

@@ -26,6 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.agents import tokens
 from apps.agents.models import Agent, CatalogModel, ModelPrice
 from apps.agents.providers.base import Usage
 from apps.agents.tokens import estimate_tokens
@@ -40,8 +41,11 @@ __all__ = [
     "check_cost_limit",
     "complexity_score",
     "cost_usd",
+    "estimate_call_cost_usd",
     "estimate_cost_usd",
+    "estimate_input_tokens_for",
     "estimate_tokens",
+    "output_token_estimate",
     "select_model",
 ]
 
@@ -339,20 +343,44 @@ def cost_usd(candidate: ModelCandidate, usage: Usage) -> Decimal:
     return estimate_cost_usd(candidate, usage.input_tokens, usage.output_tokens)
 
 
-def check_cost_limit(*, agent: Agent, candidate: ModelCandidate, input_tokens: int) -> Decimal:
-    """The estimated cost of one call to `candidate`; raises BudgetExceeded above the agent's
-    `model_policy.max_cost_usd` (per model call). The output side is estimated at the agent's
-    `max_output_tokens`, or 1024 tokens when it sets none."""
-    output_tokens = agent.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+def output_token_estimate(agent: Agent) -> int:
+    """The output side of a call's estimate: the agent's cap, which the provider enforces."""
+    return agent.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+
+
+def estimate_input_tokens_for(candidate: ModelCandidate, messages, tools=()) -> int:
+    """The input tokens of one call to `candidate`: its tokenizer (tiktoken for OpenAI-family
+    models, characters / 4 otherwise), tool schemas and images included."""
+    return tokens.estimate_input_tokens(
+        messages, tools, model_id=candidate.model_id, provider_kind=candidate.provider_kind
+    )
+
+
+def estimate_call_cost_usd(*, agent: Agent, candidate: ModelCandidate, input_tokens: int) -> Decimal:
+    """What a budget reserves for one call: the input estimate plus the whole output cap."""
+    return estimate_cost_usd(candidate, input_tokens, output_token_estimate(agent))
+
+
+def check_cost_limit(
+    *, agent: Agent, candidate: ModelCandidate, input_tokens: int, spent_usd: Decimal = Decimal("0")
+) -> Decimal:
+    """The estimated cost of one call to `candidate`; raises BudgetExceeded when the turn's
+    `spent_usd` plus it is above the agent's `model_policy.max_cost_usd` (per turn). The output
+    side is estimated at the agent's `max_output_tokens`, or 1024 tokens when it sets none.
+
+    The engine checks this before the first call, to fail early with a clear message; the
+    reservation (apps/conversations/budgets.py) enforces the same limit on every call."""
+    output_tokens = output_token_estimate(agent)
     estimate = estimate_cost_usd(candidate, input_tokens, output_tokens)
     limit = (agent.model_policy or {}).get("max_cost_usd")
     if limit is None:
         return estimate
     limit_usd = Decimal(str(limit))
-    if estimate > limit_usd:
+    if spent_usd + estimate > limit_usd:
+        spent = f" on top of the ${spent_usd} this turn has spent" if spent_usd else ""
         raise BudgetExceeded(
             f"The estimated cost of this call, ${estimate} ({input_tokens} input + {output_tokens} output tokens "
-            f"on {candidate.ref}), exceeds the limit of agent '{agent.name}', ${limit_usd} per call "
+            f"on {candidate.ref}){spent}, exceeds the limit of agent '{agent.name}', ${limit_usd} per turn "
             "(model_policy.max_cost_usd). Raise the limit, pick a cheaper model, lower max_output_tokens "
             "or shorten the conversation."
         )

@@ -115,7 +115,7 @@ def clean_model_policy(*, tenant: Tenant, policy: Any) -> dict[str, Any]:
             except InvalidOperation:
                 amount = Decimal(-1)
             if isinstance(value, bool) or not amount.is_finite() or amount < 0:
-                errors["max_cost_usd"] = ["A non-negative number of US dollars per model call, or null."]
+                errors["max_cost_usd"] = ["A non-negative number of US dollars per turn, or null."]
             else:
                 clean["max_cost_usd"] = float(amount)
     if "preferred_models" in policy:

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from apps.agents.providers.base import ChatMessage, ToolSpec
 from apps.agents.routing import estimate_tokens
+from apps.agents.tokens import estimate_input_tokens
 from apps.conversations.models import Message, Turn
 from apps.memory.selectors import memory_for_context
 from apps.memory.text import CONTEXT_HEADER as MEMORY_HEADER
@@ -107,8 +108,11 @@ def build_context(*, turn: Turn, agent) -> TurnContext:
     messages += [ChatMessage(role=m.role, content=_model_content(m)) for m in history]
     messages.append(ChatMessage(role="user", content=_model_content(input_message)))
 
-    input_tokens = estimate_tokens(system) + sum(estimate_tokens(m.text) for m in history)
-    input_tokens += estimate_tokens(input_message.text)
+    # Model-agnostic (characters / 4) but complete: framing, images and the tool schemas count.
+    # The engine recounts with the chosen model's tokenizer before it reserves the call's cost.
+    input_tokens = estimate_input_tokens(
+        messages, [ToolSpec(name=t.name, description=t.description, parameters=t.parameters) for t in tools]
+    )
     snapshot = {
         "system_prompt": system,
         "history": [{"message_id": str(m.pk), "role": m.role, "text": m.text} for m in history],

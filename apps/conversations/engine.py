@@ -32,8 +32,10 @@ from apps.agents.providers.base import (
     ProviderRequestError,
     ProviderUnavailable,
     ToolCallRequest,
+    Usage,
 )
-from apps.conversations import cancellation
+from apps.agents.tokens import estimate_tokens
+from apps.conversations import budgets, cancellation
 from apps.conversations.context import TurnContext, build_context
 from apps.conversations.models import Message, ToolCall, Turn
 from apps.events import types as ev
@@ -61,6 +63,14 @@ class TurnCancelled(Exception):
 
 class TurnFailure(Exception):
     """A reason to fail the turn that the user should read (no model, budget, provider refusal)."""
+
+
+class BudgetRefused(TurnFailure):
+    """A budget reservation was refused: the turn fails naming the budget (`scope`)."""
+
+    def __init__(self, message: str, *, scope: str):
+        super().__init__(message)
+        self.scope = scope
 
 
 class TurnParked(Exception):
@@ -182,7 +192,10 @@ class TurnRunner:
         self.agent = turn.agent
         self.step = 0
         self.usage = {"input_tokens": 0, "output_tokens": 0}
-        self.cost = Decimal("0")
+        # Settled call by call into the row (budgets.budget_settle): an attempt after a crash
+        # starts from what the earlier attempts spent, so the final write keeps it.
+        self.cost = turn.cost_usd or Decimal("0")
+        self.reservation: budgets.Reservation | None = None
         self.tool_call_count = 0
         self.answer_so_far: list[str] = []  # text of completed steps, kept if the turn is cancelled
         self.last_lease_refresh = time.monotonic()
@@ -216,6 +229,8 @@ class TurnRunner:
             if owned.filter(cancel_requested=True).exists():
                 raise TurnCancelled
             raise LostOwnership
+        if self.reservation is not None:
+            budgets.budget_extend(turn=self.turn)  # a call still streaming keeps its reservation
         self.last_lease_refresh = time.monotonic()
 
     def _step_boundary(self) -> None:
@@ -242,6 +257,9 @@ class TurnRunner:
         except TurnParked as parked:
             self._finish_parked(parked)
             return
+        except BudgetRefused as exc:
+            self.fail(str(exc), budget=exc.scope)
+            return
         except TurnFailure as exc:
             self.fail(str(exc))
             return
@@ -256,13 +274,19 @@ class TurnRunner:
                 has_images=context.has_images,
                 needs_tools=bool(context.tools),
             )
+            # The chosen model's own count (tiktoken for OpenAI-family models) replaces the
+            # context's model-agnostic one in the snapshot the observatory shows.
+            input_tokens = routing.estimate_input_tokens_for(
+                selection.chosen, context.messages, context.tool_specs if selection.chosen.supports_tools else []
+            )
+            context.snapshot["estimated_input_tokens"] = input_tokens
             routing.check_cost_limit(
-                agent=self.agent,
-                candidate=selection.chosen,
-                input_tokens=context.snapshot["estimated_input_tokens"],
+                agent=self.agent, candidate=selection.chosen, input_tokens=input_tokens, spent_usd=self.cost
             )
         except (routing.NoModelAvailable, routing.BudgetExceeded) as exc:
             Turn.objects.filter(pk=self.turn.pk).update(context_snapshot=context.snapshot)
+            if isinstance(exc, routing.BudgetExceeded):
+                raise BudgetRefused(str(exc), scope=budgets.SCOPE_AGENT_TURN) from exc
             raise TurnFailure(str(exc)) from exc
         chosen = selection.as_json()
         with transaction.atomic():  # the decision and its record commit together
@@ -389,12 +413,21 @@ class TurnRunner:
         )
 
     def _call_model(self, selection, messages, context: TurnContext) -> ChatResult:
-        """Try the chosen model, then each fallback, skipping any whose breaker is open."""
-        failures = []
-        input_tokens = context.snapshot["estimated_input_tokens"]
+        """Try the chosen model, then each fallback, skipping any whose breaker is open.
+
+        Each attempt first reserves its estimated cost against every budget (a refusal skips to
+        the next candidate, which may be cheaper); the reservation is settled with the real cost
+        after the call, or released when the call fails."""
+        failures: list[str] = []
+        refusal: budgets.BudgetExhausted | None = None
         for index, candidate in enumerate(selection.candidates):
-            if index and self._over_cost_limit(candidate, input_tokens):
-                failures.append(f"{candidate.ref}: over the agent's max_cost_usd")
+            tools = context.tool_specs if candidate.supports_tools else []
+            input_tokens = routing.estimate_input_tokens_for(candidate, messages, tools)
+            try:
+                self._reserve(candidate, input_tokens)
+            except budgets.BudgetExhausted as exc:
+                refusal = refusal or exc
+                failures.append(f"{candidate.ref}: {exc}")
                 continue
             self.stream.start_attempt()
             called_at = time.perf_counter()
@@ -403,38 +436,65 @@ class TurnRunner:
                     candidate.provider,
                     model=candidate.model_id,
                     messages=messages,
-                    tools=context.tool_specs if candidate.supports_tools else [],
+                    tools=tools,
                     temperature=self.agent.temperature,
                     max_output_tokens=self.agent.max_output_tokens,
                     on_text=self.stream.on_text,
                 )
             except ProviderUnavailable as exc:
+                self._release()
                 self.model_ms += (time.perf_counter() - called_at) * 1000
                 failures.append(f"{candidate.ref}: {exc}")
                 following = selection.candidates[index + 1].ref if index + 1 < len(selection.candidates) else None
                 self.emit(ev.DECISION, {"fallback": True, "from": candidate.ref, "to": following, "reason": str(exc)})
                 continue
             except ProviderRequestError as exc:
+                self._release()
                 raise TurnFailure(f"{candidate.ref} refused the request: {exc}") from exc
+            except TurnCancelled:
+                # The provider bills what it streamed before we hung up: the input and the text so far.
+                self._account(
+                    candidate, Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(self.stream.text))
+                )
+                raise
+            except BaseException:
+                self._release()
+                raise
             self.model_ms += (time.perf_counter() - called_at) * 1000
+            self._account(candidate, result.usage, offline=result.offline)
             self.stream.flush()
-            self._account(candidate, result)
             return result
+        if refusal is not None:
+            others = [f for f in failures if not f.endswith(str(refusal))]
+            raise BudgetRefused(
+                str(refusal) + (" Other models: " + "; ".join(others) if others else ""), scope=refusal.scope
+            )
         raise TurnFailure("No model could answer: " + "; ".join(failures))
 
-    def _over_cost_limit(self, candidate, input_tokens: int) -> bool:
+    def _reserve(self, candidate, input_tokens: int) -> None:
+        estimate = routing.estimate_call_cost_usd(agent=self.agent, candidate=candidate, input_tokens=input_tokens)
         try:
-            routing.check_cost_limit(agent=self.agent, candidate=candidate, input_tokens=input_tokens)
-        except routing.BudgetExceeded:
-            return True
-        return False
+            self.reservation = budgets.budget_reserve(
+                tenant=self.tenant, turn=self.turn, agent=self.agent, candidate=candidate, estimate_usd=estimate
+            )
+        except LookupError as exc:  # the turn is no longer ours at this attempt
+            raise LostOwnership from exc
 
-    def _account(self, candidate, result: ChatResult) -> None:
-        self.usage["input_tokens"] += result.usage.input_tokens
-        self.usage["output_tokens"] += result.usage.output_tokens
-        self.cost += routing.cost_usd(candidate, result.usage)
+    def _release(self) -> None:
+        if self.reservation is not None:
+            budgets.budget_release(turn=self.turn)
+            self.reservation = None
+
+    def _account(self, candidate, usage: Usage, *, offline: bool = False) -> None:
+        """Settle the call: its real cost into the turn's row (which frees its reservation)."""
+        cost = routing.cost_usd(candidate, usage)
+        budgets.budget_settle(turn=self.turn, cost_usd=cost)
+        self.reservation = None
+        self.usage["input_tokens"] += usage.input_tokens
+        self.usage["output_tokens"] += usage.output_tokens
+        self.cost += cost
         self.model_ref = candidate.ref
-        self.offline = self.offline or result.offline
+        self.offline = self.offline or offline
 
     def _run_tool(self, call: ToolCallRequest, tools_by_name: dict) -> ChatMessage:
         self.tool_call_count += 1
@@ -521,6 +581,10 @@ class TurnRunner:
             "tool_call_count": self.tool_call_count,
             "model": self.model_ref,
             "lease_expires_at": None,
+            # Whatever happened to the last call, a finished turn holds no budget.
+            "reserved_usd": Decimal("0"),
+            "reserved_until": None,
+            "reserved_provider": None,
             "metadata": {
                 # A resumed turn is no longer parked; parking sets it again.
                 **{key: value for key, value in self.turn.metadata.items() if key != "parked"},
@@ -631,12 +695,15 @@ class TurnRunner:
                 event_data=request_approval,
             )
 
-    def fail(self, error: str) -> None:
+    def fail(self, error: str, *, budget: str | None = None) -> None:
+        extra: dict = {"error": error}
+        if budget:  # the synchronous faces answer 402 naming it
+            extra["metadata"] = {**self._finished_fields()["metadata"], "budget_exhausted": budget}
         with contextlib.suppress(LostOwnership):
             self._write_final(
                 Turn.Status.FAILED,
                 text=None,
-                extra={"error": error},
+                extra=extra,
                 message_meta={},
                 event=ev.TURN_FAILED,
                 event_data=lambda _fields: {"error": error},

@@ -99,11 +99,26 @@ class Turn(TenantOwnedModel):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The API key that started the turn (null for sessions, schedules and the dashboard): its
+    # monthly budget, if it has one, is charged for the turn's model calls.
+    api_key = models.ForeignKey("tenancy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The budget reservation of the model call in flight (apps/conversations/budgets.py): it
+    # counts as spent until it is settled into cost_usd, released, or expires (a dead worker).
+    reserved_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    reserved_provider = models.ForeignKey(
+        "agents.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["created_at"]
         indexes = [
             models.Index(fields=["session", "created_at"], name="turn_session_order"),
+            models.Index(
+                fields=["tenant", "reserved_until"],
+                name="turn_tenant_reserved",
+                condition=Q(reserved_until__isnull=False),
+            ),
             models.Index(fields=["tenant", "created_at"], name="turn_tenant_recent"),
         ]
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from apps.conversations import cancellation
+from apps.conversations.budgets import BudgetExhausted, budget_check
 from apps.conversations.models import ChatSession, Feedback, Message, Turn
 from apps.core.errors import Conflict
 from apps.events import types as event_types
@@ -20,9 +20,7 @@ from apps.events.ws_auth import sockets_close_for_tenant
 from apps.tenancy.services import tenant_limit_check, tenant_suspend
 from apps.tools.guardrails import redact_secrets
 
-
-class BudgetExhausted(Exception):
-    """The tenant's monthly budget is spent; no new turns until the next month or a raise."""
+__all__ = ["BudgetExhausted"]  # re-exported: the views catch it from here
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -84,26 +82,11 @@ def session_delete(*, tenant, session: ChatSession) -> None:
 # --- messages and turns ----------------------------------------------------------------------------
 
 
-def month_start(now: dt.datetime | None = None) -> dt.datetime:
-    now = now or timezone.now()
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def tenant_month_spend(*, tenant) -> Decimal:
-    total = Turn.objects.filter(tenant=tenant, created_at__gte=month_start()).aggregate(total=Sum("cost_usd"))["total"]
-    return total or Decimal("0")
-
-
-def check_monthly_budget(*, tenant) -> None:
-    budget = (tenant.settings or {}).get("monthly_budget_usd")
-    if budget in (None, ""):
-        return
-    spent = tenant_month_spend(tenant=tenant)
-    if spent >= Decimal(str(budget)):
-        raise BudgetExhausted(
-            f"This tenant's monthly budget of ${Decimal(str(budget)):.2f} is spent (${spent:.4f} this month). "
-            "An owner can raise monthly_budget_usd in the tenant settings."
-        )
+def check_monthly_budget(*, tenant, api_key=None) -> None:
+    """The early refusal before a turn is queued: the tenant's or the key's monthly budget is
+    already spent (settled plus reserved). Raises BudgetExhausted naming the budget; the
+    per-call reservation in apps/conversations/budgets.py is what holds under concurrency."""
+    budget_check(tenant=tenant, api_key=api_key)
 
 
 def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -120,9 +103,19 @@ def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def message_post(
-    *, tenant, session: ChatSession, role: str, parts: list[dict], author=None, auto_run: bool = True
+    *,
+    tenant,
+    session: ChatSession,
+    role: str,
+    parts: list[dict],
+    author=None,
+    auto_run: bool = True,
+    api_key=None,
 ) -> tuple[Message, Turn | None]:
     """Store a message and, for a user message with auto_run, queue the turn that answers it.
+
+    `api_key` is the key of the caller (the principal's), if any: the turn records it, and its
+    monthly budget is charged for the turn's model calls.
 
     Message and turn are written in one transaction; the worker is told on commit, so it never
     looks for a turn that is not there yet.
@@ -133,7 +126,7 @@ def message_post(
         raise Conflict("This session is archived; unarchive it to continue.")
     runs = auto_run and role == Message.Role.USER
     if runs:
-        check_monthly_budget(tenant=tenant)
+        check_monthly_budget(tenant=tenant, api_key=api_key)
         if session.agent is None or not session.agent.enabled:
             raise ValidationError({"session": ["This session's agent is missing or disabled; assign an agent."]})
     clean_parts, findings = _redact_parts(parts)
@@ -150,6 +143,7 @@ def message_post(
                 session=session,
                 agent=session.agent,
                 input_message=message,
+                api_key=api_key if getattr(api_key, "pk", None) else None,
                 metadata={"redacted": bool(findings), "author_id": getattr(author, "pk", None)},
             )
             turn_id = turn.pk
@@ -157,13 +151,14 @@ def message_post(
     return message, turn
 
 
-def turn_retry(*, tenant, turn: Turn) -> Turn:
-    """A new turn answering the same input; the old one stays as it was."""
+def turn_retry(*, tenant, turn: Turn, api_key=None) -> Turn:
+    """A new turn answering the same input; the old one stays as it was. `api_key`: the
+    retrying caller's key, charged like message_post's."""
     from apps.conversations.tasks import execute_turn
 
     if not turn.is_final:
         raise Conflict("The turn is still active; cancel it or wait for it to finish before retrying.")
-    check_monthly_budget(tenant=tenant)
+    check_monthly_budget(tenant=tenant, api_key=api_key)
     with transaction.atomic():
         new = Turn.objects.create(
             tenant=tenant,
@@ -171,6 +166,7 @@ def turn_retry(*, tenant, turn: Turn) -> Turn:
             agent=turn.session.agent or turn.agent,
             input_message=turn.input_message,
             retry_of=turn,
+            api_key=api_key if getattr(api_key, "pk", None) else None,
             metadata={"retry_of": str(turn.pk)},
         )
         new_id = new.pk

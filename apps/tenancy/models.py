@@ -143,6 +143,8 @@ class ApiKey(AbstractAPIKey):
     )
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Optional monthly cap on the model spend of turns this key starts (null: only the tenant's).
+    monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
 
     objects = ApiKeyManager()
 
@@ -168,6 +170,7 @@ class AuditLog(models.Model):
         MEMBER_ROLE_CHANGED = "member.role_changed"
         KEY_CREATED = "api_key.created"
         KEY_REVOKED = "api_key.revoked"
+        KEY_UPDATED = "api_key.updated"
         LOGIN_FAILED = "login.failed"
         PROVIDER_CREATED = "provider.created"
         PROVIDER_UPDATED = "provider.updated"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -281,6 +282,7 @@ def api_key_create(
     role: str = Role.ADMIN,
     expires_at: datetime | None = None,
     created_by=None,
+    monthly_budget_usd: Decimal | None = None,
 ) -> tuple[ApiKey, str]:
     """Returns the key row and the plaintext key, which exists only in this return value."""
     if expires_at is not None and expires_at <= timezone.now():
@@ -288,7 +290,13 @@ def api_key_create(
     clean = _clean_scopes(scopes)
     with transaction.atomic():
         api_key, plaintext = ApiKey.objects.create_key(
-            tenant=tenant, name=name[:50], scopes=clean, role=role, expiry_date=expires_at, created_by=created_by
+            tenant=tenant,
+            name=name[:50],
+            scopes=clean,
+            role=role,
+            expiry_date=expires_at,
+            created_by=created_by,
+            monthly_budget_usd=monthly_budget_usd,
         )
         audit_record(
             tenant=tenant,
@@ -299,6 +307,25 @@ def api_key_create(
             data={"name": api_key.name, "prefix": api_key.prefix, "scopes": clean, "role": role},
         )
     return api_key, plaintext
+
+
+def api_key_update(*, tenant: Tenant, actor: Actor, api_key: ApiKey, monthly_budget_usd: Decimal | None) -> ApiKey:
+    """Set or clear the key's monthly budget (apps/conversations/budgets.py charges it)."""
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=api_key.pk, tenant=tenant).update(monthly_budget_usd=monthly_budget_usd)
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditLog.Action.KEY_UPDATED,
+            target_type="api_key",
+            target_id=str(api_key.pk),
+            data={
+                "prefix": api_key.prefix,
+                "monthly_budget_usd": None if monthly_budget_usd is None else str(monthly_budget_usd),
+            },
+        )
+    api_key.refresh_from_db()
+    return api_key
 
 
 def api_key_revoke(*, tenant: Tenant, actor: Actor, api_key: ApiKey, reason: str = "") -> bool:

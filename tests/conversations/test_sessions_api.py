@@ -133,5 +133,6 @@ def test_monthly_budget_refuses_new_turns(chat, owner_client, tenant):
     tenant.save()
     response = owner_client.post(f"/api/sessions/{chat.session_id}/messages", {"text": "again"}, format="json")
     assert response.status_code == 402
-    assert response.json()["error"] == "Budget exceeded"
+    assert response.json()["error"] == "Budget exhausted"
+    assert response.json()["budget"] == "tenant_monthly"
     assert "monthly_budget_usd" in response.json()["message"]

@@ -137,7 +137,8 @@ class ModelPolicySerializer(serializers.Serializer):
         default=None,
         allow_null=True,
         min_value=0,
-        help_text="Refuse a model call whose estimated cost (input + max output tokens) exceeds this; null: no cap.",
+        help_text="The most one turn may cost: a model call whose estimate (input + max output tokens) does not fit "
+        "in what the turn has left is refused; null: no cap.",
     )
     preferred_models = serializers.ListField(
         child=serializers.CharField(max_length=300),

@@ -98,7 +98,8 @@ class AgentViewSet(TenantViewSet):
         methods=["PUT"],
         summary="Replace an agent's model policy (admin)",
         description="`require_tools` / `require_vision` drop models without the capability; `max_cost_usd` "
-        "refuses calls estimated above it; `preferred_models` are the fallbacks after the role's model. "
+        "caps what one turn may cost (each call's estimate must fit in what is left); "
+        "`preferred_models` are the fallbacks after the role's model. "
         "Keys left out take their defaults.",
         request=ModelPolicySerializer,
         responses={200: ModelPolicySerializer, **ERROR_RESPONSES},

@@ -2,8 +2,14 @@ from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -21,21 +27,36 @@ from apps.conversations.api.serializers import (
     TurnCancellingSerializer,
     TurnSerializer,
 )
+from apps.conversations.budgets import BUDGET_SCOPES
 from apps.conversations.services import BudgetExhausted
 from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.errors import json_error
-from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
+from apps.core.openapi import ERROR_RESPONSES
 from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
 
-BUDGET_RESPONSE = {402: OpenApiResponse(ErrorSerializer, description="The tenant's monthly budget is spent.")}
+BudgetErrorSerializer = inline_serializer(
+    "BudgetError",
+    fields={
+        "error": serializers.CharField(help_text='"Budget exhausted"'),
+        "message": serializers.CharField(help_text="Which budget, how much is spent, how to raise it."),
+        "budget": serializers.ChoiceField(choices=BUDGET_SCOPES),
+    },
+)
+BUDGET_RESPONSE = {
+    402: OpenApiResponse(
+        BudgetErrorSerializer,
+        description="A budget is spent: `budget` names it (tenant_monthly, api_key_monthly, agent_turn, "
+        "platform_provider_monthly), `message` says how much and how to raise it.",
+    )
+}
 SESSION_LIMIT_RESPONSE = {
     409: OpenApiResponse(ErrorSerializer, description="The tenant's `max_sessions` limit is reached.")
 }
 
 
 def budget_exhausted_response(exc: BudgetExhausted):
-    return json_error(402, "Budget exceeded", str(exc))
+    return json_error(402, "Budget exhausted", str(exc), budget=exc.scope)
 
 
 def paginated(view, request, queryset, serializer_class) -> Response:
@@ -220,6 +241,7 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
                 parts=data["parts"],
                 author=self.principal.user,
                 auto_run=data["auto_run"],
+                api_key=self.principal.api_key,
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)
@@ -242,7 +264,7 @@ class SessionTurnRetryView(SessionScopedMixin, TenantAPIView):
         if turn.session_id != session.pk:
             raise Http404
         try:
-            new = services.turn_retry(tenant=self.tenant, turn=turn)
+            new = services.turn_retry(tenant=self.tenant, turn=turn, api_key=self.principal.api_key)
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)
         return Response(TurnSerializer(new).data, status=status.HTTP_202_ACCEPTED)

@@ -74,6 +74,7 @@ class SyncTurnMixin(SessionScopedMixin):
             role=Message.Role.USER,
             parts=[{"type": "text", "text": text}],
             author=self.principal.user,
+            api_key=self.principal.api_key,
         )
         return turn
 
@@ -112,6 +113,10 @@ class SyncTurnMixin(SessionScopedMixin):
         ids = {id_field: str(turn.pk), "sessionId": str(turn.session_id)}
         if turn.status == Turn.Status.COMPLETED:
             return None
+        if turn.status == Turn.Status.FAILED and (turn.metadata or {}).get("budget_exhausted"):
+            # A budget ran out between the POST's check and a model call: the same 402 as up front.
+            body = error_body("Budget exhausted", turn.error, budget=turn.metadata["budget_exhausted"], **ids)
+            return Response(body, status=402)
         if turn.status == Turn.Status.FAILED:
             return Response(error_body("Turn failed", turn.error, **ids), status=500)
         if turn.status == Turn.Status.CANCELLED:

@@ -161,6 +161,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "expires_at",
             "last_used_at",
             "revoked_at",
+            "monthly_budget_usd",
         ]
         read_only_fields = fields
 
@@ -189,6 +190,14 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         help_text="read, write, admin. Default: read and write.",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    monthly_budget_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Cap on the model spend of turns this key starts, per calendar month; null: no cap of its own.",
+    )
     expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
 
     def validate(self, attrs):
@@ -206,3 +215,23 @@ class AuditLogSerializer(serializers.ModelSerializer):
         model = AuditLog
         fields = ["id", "action", "actor", "target_type", "target_id", "data", "ip", "request_id", "created_at"]
         read_only_fields = fields
+
+
+class ApiKeyUpdateSerializer(serializers.Serializer):
+    """What an admin may change on an existing key (the key itself, scopes and role never change)."""
+
+    monthly_budget_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Cap on the model spend of turns this key starts, per calendar month; null removes it.",
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Cannot be changed."] for key in unknown})
+        return super().to_internal_value(data)

@@ -19,6 +19,7 @@ from apps.tenancy.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
+    ApiKeyUpdateSerializer,
     AuditLogSerializer,
     InvitationAcceptedSerializer,
     InvitationAcceptSerializer,
@@ -132,6 +133,13 @@ class MemberViewSet(TenantViewSet):
         request=ApiKeyCreateSerializer,
         responses={201: ApiKeyCreatedSerializer, **ERROR_RESPONSES},
     ),
+    partial_update=extend_schema(
+        summary="Change an API key's monthly budget (admin)",
+        description="Only `monthly_budget_usd` can change: the spend cap of the turns this key starts, "
+        "per calendar month (null removes it). Over it, those turns are refused with 402.",
+        request=ApiKeyUpdateSerializer,
+        responses={200: ApiKeySerializer, **ERROR_RESPONSES},
+    ),
     destroy=extend_schema(summary="Revoke an API key (admin)", responses={204: None, **ERROR_RESPONSES}),
     revoke=extend_schema(
         summary="Revoke an API key (admin)", request=None, responses={200: ApiKeySerializer, **ERROR_RESPONSES}
@@ -142,7 +150,7 @@ class ApiKeyViewSet(TenantViewSet):
     serializer_class = ApiKeySerializer
     required_roles = {"*": Role.ADMIN}
     id_label = "key"
-    http_method_names = ["get", "post", "delete", "head", "options"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
         include_revoked = self.request.query_params.get("include_revoked", "true").lower() != "false"
@@ -167,9 +175,23 @@ class ApiKeyViewSet(TenantViewSet):
             role=self._creator_ceiling(),
             expires_at=data.get("expires_at"),
             created_by=self.principal.user,
+            monthly_budget_usd=data.get("monthly_budget_usd"),
         )
         api_key.key = plaintext
         return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        payload = ApiKeyUpdateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        api_key = self.get_object()
+        if "monthly_budget_usd" in payload.validated_data:  # only what is sent changes
+            api_key = services.api_key_update(
+                tenant=self.tenant,
+                actor=self.actor(),
+                api_key=api_key,
+                monthly_budget_usd=payload.validated_data["monthly_budget_usd"],
+            )
+        return Response(ApiKeySerializer(api_key).data)
 
     def destroy(self, request, pk=None):
         services.api_key_revoke(tenant=self.tenant, actor=self.actor(), api_key=self.get_object())
