@@ -31,7 +31,7 @@ from apps.conversations.budgets import BUDGET_SCOPES
 from apps.conversations.services import BudgetExhausted
 from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.errors import json_error
-from apps.core.openapi import ERROR_RESPONSES
+from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
 

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("agents", "0002_price_table"),
         ("conversations", "0001_initial"),
-        ("tenancy", "0004_budgets_apikey_budget"),
+        ("tenancy", "0006_apikey_monthly_budget"),
     ]
 
     operations = [

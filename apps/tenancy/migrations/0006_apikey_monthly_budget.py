@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenancy", "0003_audit_actions_for_agents"),
+        ("tenancy", "0005_invitations"),
     ]
 
     operations = [
@@ -39,6 +39,10 @@ class Migration(migrations.Migration):
                     ("agent.created", "Agent Created"),
                     ("agent.updated", "Agent Updated"),
                     ("agent.deleted", "Agent Deleted"),
+                    ("invitation.created", "Invitation Created"),
+                    ("invitation.accepted", "Invitation Accepted"),
+                    ("invitation.revoked", "Invitation Revoked"),
+                    ("invitation.expired", "Invitation Expired"),
                 ],
                 db_index=True,
                 max_length=64,
