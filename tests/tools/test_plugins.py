@@ -200,7 +200,7 @@ def test_the_list_shows_builtins_python_and_mcp_plugins_without_secrets(tenant, 
         tenant=tenant,
         actor=ACTOR,
         name="remote",
-        config={"url": "http://127.0.0.1:9/mcp", "headers": {"X-Team": "blue"}},
+        config={"url": "http://mcp.invalid/mcp", "headers": {"X-Team": "blue"}},
         secrets={"headers": {"Authorization": "Bearer top-secret-value"}},
         discover=False,
     )
