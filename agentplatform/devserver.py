@@ -100,7 +100,14 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        env = {**os.environ, **services.environment(), "PYTHONUNBUFFERED": "1"}
+        # A local model server (Ollama on 127.0.0.1:11434) is the usual provider on a developer's
+        # machine; tenant URLs may reach loopback here unless the environment says otherwise.
+        env = {
+            "OUTBOUND_ALLOW_LOOPBACK": "true",
+            **os.environ,
+            **services.environment(),
+            "PYTHONUNBUFFERED": "1",
+        }
         _manage("migrate", "--noinput", "-v", "0", env=env)
         _manage("collectstatic", "--noinput", "-v", "0", env=env)
         base_url = f"http://{host}:{port}"

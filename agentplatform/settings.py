@@ -6,10 +6,12 @@ Unset DATABASE_URL / REDIS_URL point at the embedded PostgreSQL and Redis that
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -308,6 +310,18 @@ ROUTER_SPECIALIST_THRESHOLD = env.float("ROUTER_SPECIALIST_THRESHOLD", default=0
 TOOL_OUTPUT_MAX_CHARS = env.int("TOOL_OUTPUT_MAX_CHARS", default=16000)
 HTTP_TOOL_MAX_BYTES = env.int("HTTP_TOOL_MAX_BYTES", default=1024 * 1024)
 HTTP_TOOL_TIMEOUT_SECONDS = env.float("HTTP_TOOL_TIMEOUT_SECONDS", default=10.0)
+# The outbound policy (apps/core/outbound, docs/security.md) for every URL a tenant gives us:
+# provider base URLs, HTTP MCP servers, http_get. Public addresses only, unless the operator
+# allows more here. Metadata addresses (169.254.169.254, ...) stay refused whatever is allowed.
+OUTBOUND_ALLOW_PRIVATE_CIDRS = env.list("OUTBOUND_ALLOW_PRIVATE_CIDRS", default=[])
+OUTBOUND_ALLOW_HOSTS = env.list("OUTBOUND_ALLOW_HOSTS", default=[])
+# Loopback (127.0.0.0/8, ::1): `make run` turns it on for a local Ollama; tests turn it on per test.
+OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
+for _cidr in OUTBOUND_ALLOW_PRIVATE_CIDRS:
+    try:
+        ipaddress.ip_network(_cidr.strip(), strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOW_PRIVATE_CIDRS: {_cidr!r} is not a CIDR ({_exc}).") from _exc
 # A gated tool call waits this long for a human decision; then it counts as denied.
 APPROVAL_TTL_SECONDS = env.int("APPROVAL_TTL_SECONDS", default=3600)
 # Streamed tokens are batched into one chat_token event per this many milliseconds.
@@ -330,6 +344,8 @@ EMBEDDING_API_KEY = env("EMBEDDING_API_KEY", default="")
 EMBEDDING_SEND_DIMENSIONS = env.bool("EMBEDDING_SEND_DIMENSIONS", default=True)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
+# The openai SDK retries connection errors, 429 and 5xx this many times, with backoff.
+EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
 # Threads the local model (minilm) uses in each process; scale with processes, not threads.
 EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
 # Query embeddings are cached in Redis by hash of (model, text) for this long.
@@ -388,7 +404,8 @@ MCP_IDLE_SECONDS = env.int("MCP_IDLE_SECONDS", default=300)
 MCP_MAX_CONNECTIONS = env.int("MCP_MAX_CONNECTIONS", default=16)
 # Stdio MCP servers are operator-defined in the admin (PluginDefinition); MCP_STDIO_ALLOWED_COMMANDS
 # is read once, from the environment, by migration tools 0003 and is no setting any more.
-# Streamable HTTP servers on private or loopback addresses (an internal MCP gateway) need this.
+# Deprecated: allows HTTP MCP servers on any non-metadata address. Use the OUTBOUND_ALLOW_*
+# settings above, which cover every outbound URL.
 MCP_ALLOW_PRIVATE_URLS = env.bool("MCP_ALLOW_PRIVATE_URLS", default=False)
 # Plugin.kind and .status would collide with the providers' and turns' enums of the same field name.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(

@@ -20,6 +20,7 @@ from apps.tenancy import services
 from apps.tenancy.models import Role, Scope, Tenant
 from apps.tenancy.principal import Actor
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+from tests.stubs.listener import fake_dns, listener  # noqa: F401 - fixtures for every test
 from tests.stubs.model_server import StubModelServer, model_server  # noqa: F401 - a fixture for every test
 
 # Another test run on the same Redis at the same time sets TEST_REDIS_DB to keep out of the way.

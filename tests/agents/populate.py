@@ -18,7 +18,7 @@ def populate_agents(tenant: Tenant) -> list[str]:
         actor=actor,
         kind=ProviderKind.OPENAI_COMPATIBLE,
         name=f"{tenant.slug}-provider",
-        base_url="http://127.0.0.1:9/v1",  # never called: the discard port
+        base_url="http://models.invalid/v1",  # never called (.invalid never resolves, RFC 6761)
         api_key=f"sk-{tenant.slug}-populate-key",
         models=[f"{tenant.slug}-model"],
     )

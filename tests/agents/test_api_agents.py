@@ -22,7 +22,7 @@ def models(tenant):
         actor=ACTOR,
         kind=ProviderKind.OPENAI_COMPATIBLE,
         name="local",
-        base_url="http://127.0.0.1:9/v1",
+        base_url="http://models.invalid/v1",
         models=[],
     )
     services.catalog_model_create(tenant=tenant, provider=provider, model_id="chat", supports_vision=False)

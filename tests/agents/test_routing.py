@@ -37,7 +37,7 @@ def catalog(tenant):
     """Two providers with models of different capabilities; returns models by short name."""
     local = services.provider_create(
         tenant=tenant, actor=ACTOR, kind=ProviderKind.OPENAI_COMPATIBLE, name="local",
-        base_url="http://127.0.0.1:9/v1", models=[],
+        base_url="http://models.invalid/v1", models=[],
     )  # fmt: skip
     cloud = services.provider_create(tenant=tenant, actor=ACTOR, kind=ProviderKind.OPENAI, name="cloud", models=[])
 

@@ -31,6 +31,7 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         "REDIS_URL": settings.REDIS_URL,
         "DB_POOL_MAX_SIZE": "4",
         "EMBEDDING_BACKEND": "hashing",  # as in the test process (tests/conftest.py)
+        "OUTBOUND_ALLOW_LOOPBACK": "true",  # its providers point at the loopback stub model server
         "PYTHONUNBUFFERED": "1",
     }
     log = open(BASE_DIR / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown

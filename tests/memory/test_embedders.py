@@ -100,16 +100,18 @@ def test_embedder_by_name_accepts_backends_and_model_names(settings):
 class _EmbeddingsStub:
     """A loopback /v1/embeddings that answers `width`-d vectors and records the requests."""
 
-    def __init__(self, width: int = 384, status: int = 200):
-        self.width, self.status, self.requests = width, status, []
+    def __init__(self, width: int = 384, status: int = 200, fail_first: int = 0):
+        """`status`: answer every request with it; `fail_first`: answer that many with 503 first."""
+        self.width, self.status, self.fail_first, self.requests = width, status, fail_first, []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-                if stub.status != 200:
-                    self.send_response(stub.status)
+                if stub.status != 200 or len(stub.requests) <= stub.fail_first:
+                    self.send_response(stub.status if stub.status != 200 else 503)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 data = [
@@ -179,8 +181,32 @@ def test_openai_embedder_rejects_the_wrong_width_and_reports_failures(embeddings
         OpenAIEmbedder(model="m", dimensions=384, base_url=wrong.url, api_key="").embed(["a"])
 
     failing = embeddings_stub(status=503)
-    with pytest.raises(EmbeddingError, match="503"):
-        OpenAIEmbedder(model="m", dimensions=384, base_url=failing.url, api_key="").embed(["a"])
+    with pytest.raises(EmbeddingError, match="HTTP 503"):
+        OpenAIEmbedder(model="m", dimensions=384, base_url=failing.url, api_key="", max_retries=0).embed(["a"])
+    assert len(failing.requests) == 1
+
+
+def test_openai_embedder_retries_server_errors_through_the_sdk(embeddings_stub, settings):
+    settings.EMBEDDING_MAX_RETRIES = 2
+    flaky = embeddings_stub(fail_first=2)
+
+    vectors = OpenAIEmbedder(model="m", dimensions=384, base_url=flaky.url, api_key="").embed(["a", "b"])
+
+    assert len(vectors) == 2
+    assert len(flaky.requests) == 3  # two 503s retried by the SDK, then the answer
+    assert flaky.requests[-1]["body"] == flaky.requests[0]["body"]
+
+
+def test_the_embedding_endpoint_is_operator_config_so_loopback_is_reachable(embeddings_stub, settings):
+    """EMBEDDING_BASE_URL is not tenant input: the outbound policy (loopback refused by default)
+    does not apply to it, so an embedding server next to the workers just works."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = False
+    stub = embeddings_stub()
+    settings.EMBEDDING_BACKEND = "openai"
+    settings.EMBEDDING_BASE_URL = stub.url
+
+    assert len(embedders.build_embedder().embed(["x"])) == 1
+    assert stub.requests[0]["path"] == "/v1/embeddings"
 
 
 def test_the_configured_openai_backend_reads_its_settings(settings, embeddings_stub):

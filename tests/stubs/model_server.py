@@ -420,8 +420,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def model_server() -> Iterator[StubModelServer]:
+def model_server(settings) -> Iterator[StubModelServer]:
     """A fresh stub per test (an empty script, no recorded requests). Import it into a conftest
-    (`from tests.stubs.model_server import model_server`) to use it there."""
+    (`from tests.stubs.model_server import model_server`) to use it there.
+
+    The stub listens on loopback, which the outbound policy refuses for tenant URLs unless the
+    operator allows it; a test that talks to the stub allows it (as `make run` does), and only
+    for that test."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
     with start_stub_server() as server:
         yield server

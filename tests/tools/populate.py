@@ -20,7 +20,7 @@ def populate_tools(tenant: Tenant) -> list[str]:
         tenant=tenant,
         actor=actor,
         name=f"mcp-{tenant.slug}"[:32],
-        config={"url": "http://127.0.0.1:9/mcp"},  # never called: the discard port
+        config={"url": "http://mcp.invalid/mcp"},  # never called (.invalid never resolves, RFC 6761)
         secrets={"headers": {"Authorization": f"Bearer {tenant.slug}-secret"}},
         discover=False,
     )

@@ -3,6 +3,7 @@ spawned over stdio from an operator's definition a tenant enabled, or reached ov
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -150,7 +151,7 @@ def test_a_disabled_mcp_plugin_drops_its_tools_and_connection(tenant, owner_clie
 
 
 def test_a_server_over_streamable_http(tenant, owner_client, settings, demo_http_server):
-    settings.MCP_ALLOW_PRIVATE_URLS = True
+    settings.OUTBOUND_ALLOW_LOOPBACK = True  # the demo server listens on loopback
     created = register(
         owner_client, "web", {"url": demo_http_server, "headers": {"Authorization": "Bearer the-token-1234"}}
     )
@@ -163,11 +164,14 @@ def test_a_server_over_streamable_http(tenant, owner_client, settings, demo_http
 
 
 def test_private_addresses_are_refused_unless_allowed(tenant, owner_client, settings, demo_http_server):
-    settings.MCP_ALLOW_PRIVATE_URLS = False
-    created = register(owner_client, "web", {"url": demo_http_server})
-    assert created.status_code == 201
-    assert created.json()["status"] == "error"
-    assert "loopback address" in created.json()["status_message"]
+    settings.OUTBOUND_ALLOW_LOOPBACK = False
+    refused = register(owner_client, "web", {"url": demo_http_server})
+    assert refused.status_code == 400
+    assert "loopback address" in json.dumps(refused.json()["fields"])
+    assert "OUTBOUND_ALLOW_PRIVATE_CIDRS" in json.dumps(refused.json()["fields"])
+
+    settings.MCP_ALLOW_PRIVATE_URLS = True  # the deprecated switch still works
+    assert register(owner_client, "web", {"url": demo_http_server}).json()["status"] == "ready"
 
 
 def test_discover_and_disconnect_only_take_mcp_plugins(owner_client):

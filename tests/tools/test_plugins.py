@@ -200,7 +200,7 @@ def test_the_list_is_paginated_and_shows_builtins_python_and_mcp_plugins_without
         tenant=tenant,
         actor=ACTOR,
         name="remote",
-        config={"url": "http://127.0.0.1:9/mcp", "headers": {"X-Team": "blue-team-header"}},
+        config={"url": "http://mcp.invalid/mcp", "headers": {"X-Team": "blue-team-header"}},
         secrets={"headers": {"Authorization": "Bearer top-secret-value"}},
         discover=False,
     )

@@ -34,11 +34,14 @@ from apps.agents.providers.base import (
 )
 from apps.agents.providers.common import (
     ClientOptions,
+    blocked_message,
     content_text,
     image_url,
     parse_tool_arguments,
+    sanitized_status_message,
     split_data_url,
 )
+from apps.core import outbound
 
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
 # The Messages API requires max_tokens; this is the ceiling when the agent sets none.
@@ -49,13 +52,26 @@ NO_KEY_PLACEHOLDER = "no-key"  # never let the SDK fall back to ANTHROPIC_API_KE
 _REQUEST_ERROR_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error"}
 
 
-def map_anthropic_error(exc: Exception, *, provider: str) -> ProviderError:
+def map_anthropic_error(exc: Exception, *, provider: str, sanitize: bool = False) -> ProviderError:
+    """As map_openai_error: `sanitize` (tenant-owned endpoints) keeps the status, the error type
+    and a short cleaned message, never the raw body or an address."""
+    blocked = outbound.blocked_in(exc)
+    if blocked is not None:  # the outbound policy refused the destination: no retry helps
+        return ProviderRequestError(blocked_message(provider=provider, exc=blocked))
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         # The SDK wraps errors before the stream starts; a read timeout mid-stream comes raw.
+        if sanitize:
+            timed_out = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
+            what = "did not answer in time" if timed_out else "could not be reached"
+            return ProviderUnavailable(f"{provider}: the provider {what}.")
         return ProviderUnavailable(f"{provider}: {_describe(exc)}")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
-        message = f"{provider}: HTTP {status}: {exc.api_message or exc.message}"
+        if sanitize:
+            error_type = exc.type or type(exc).__name__
+            message = sanitized_status_message(provider=provider, status=status, error_type=error_type, body=exc.body)
+        else:
+            message = f"{provider}: HTTP {status}: {exc.api_message or exc.message}"
         if status >= 500 or status in (408, 429):
             return ProviderUnavailable(message)
         if status >= 400:
@@ -64,6 +80,8 @@ def map_anthropic_error(exc: Exception, *, provider: str) -> ProviderError:
         if exc.type in _REQUEST_ERROR_TYPES:
             return ProviderRequestError(message)
         return ProviderUnavailable(message)
+    if sanitize:
+        return ProviderUnavailable(f"{provider}: the provider sent an invalid response ({type(exc).__name__}).")
     return ProviderUnavailable(f"{provider}: {_describe(exc)}")
 
 
@@ -75,17 +93,41 @@ def _describe(exc: Exception) -> str:
 class AnthropicClient:
     kind = "anthropic"
 
-    def __init__(self, *, base_url: str, api_key: str = "", options: ClientOptions | None = None, name: str = ""):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str = "",
+        options: ClientOptions | None = None,
+        name: str = "",
+        restrict_network: bool = True,
+    ):
+        """`restrict_network`: True when a tenant gave the URL (every request goes through the
+        outbound policy and errors are sanitized); False for URLs the operator configured."""
         self.name = name or self.kind
         self.base_url = base_url
         self.options = options or ClientOptions.build(None)
+        self.restrict_network = restrict_network
+        http_client = None
+        if restrict_network:
+            # The SDK's own pool size and redirect following; each hop is checked by the transport.
+            http_client = outbound.http_client(
+                restrict_network=True,
+                timeout=self.options.timeout,
+                limits=anthropic.DEFAULT_CONNECTION_LIMITS,
+                follow_redirects=True,
+            )
         self._sdk = anthropic.Anthropic(
             api_key=api_key or NO_KEY_PLACEHOLDER,
             base_url=base_url,
             timeout=self.options.timeout,
             max_retries=self.options.max_retries,
             default_headers=self.options.headers or None,
+            http_client=http_client,
         )
+
+    def _error(self, exc: Exception) -> ProviderError:
+        return map_anthropic_error(exc, provider=self.name, sanitize=self.restrict_network)
 
     def chat(
         self,
@@ -142,8 +184,8 @@ class AnthropicClient:
                     elif kind == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         input_tokens, output_tokens = _usage_tokens(event.usage, input_tokens, output_tokens)
-        except (anthropic.AnthropicError, httpx2.TransportError) as exc:
-            raise map_anthropic_error(exc, provider=self.name) from exc
+        except (anthropic.AnthropicError, httpx2.TransportError, outbound.OutboundBlocked) as exc:
+            raise self._error(exc) from exc
 
         tool_calls = []
         for _, use in sorted(uses.items()):
@@ -163,8 +205,8 @@ class AnthropicClient:
     def list_models(self) -> list[ModelListing]:
         try:
             return [ModelListing(id=m.id, owned_by="anthropic") for m in self._sdk.models.list()]
-        except (anthropic.AnthropicError, httpx2.TransportError) as exc:
-            raise map_anthropic_error(exc, provider=self.name) from exc
+        except (anthropic.AnthropicError, httpx2.TransportError, outbound.OutboundBlocked) as exc:
+            raise self._error(exc) from exc
 
     def probe(self) -> ProbeResult:
         started = time.perf_counter()
@@ -173,7 +215,8 @@ class AnthropicClient:
         except ProviderError as exc:
             return ProbeResult(reachable=False, latency_ms=_ms_since(started), error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a probe reports every failure, it never raises
-            return ProbeResult(reachable=False, latency_ms=_ms_since(started), error=f"{type(exc).__name__}: {exc}")
+            error = type(exc).__name__ if self.restrict_network else f"{type(exc).__name__}: {exc}"
+            return ProbeResult(reachable=False, latency_ms=_ms_since(started), error=error)
         return ProbeResult(reachable=True, latency_ms=_ms_since(started), models_seen=seen)
 
 

@@ -1,4 +1,5 @@
-"""Helpers the provider clients share: message content, tool arguments, client options."""
+"""Helpers the provider clients share: message content, tool arguments, client options, and
+the sanitized form of upstream errors that tenant-owned providers report."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.agents.providers.base import ChatMessage
+from apps.core.outbound import ALLOW_LIST_HINT
 
 _DATA_URL_RE = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>.+)$", re.DOTALL)
 
@@ -84,3 +86,41 @@ class ClientOptions:
             organization=str(options.get("organization") or ""),
             stream_usage=bool(options.get("stream_usage", True)),
         )
+
+
+# --- what a tenant sees of an upstream failure ------------------------------------------------------
+
+_URL_RE = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+_IPV4_RE = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b")
+_IPV6_RE = re.compile(r"\[?\b(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}\b\]?(?::\d{1,5})?", re.IGNORECASE)
+_HOST_PORT_RE = re.compile(r"\b[\w.-]+:\d{2,5}\b")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+SANITIZED_MAX_CHARS = 200
+
+
+def sanitize_upstream_text(text: str, *, limit: int = SANITIZED_MAX_CHARS) -> str:
+    """A short, single-line form of what an upstream said, without the URLs and addresses in it:
+    a provider URL must not become a way to read other servers' banners or map a network."""
+    text = _CONTROL_RE.sub(" ", str(text or ""))
+    for pattern, placeholder in ((_URL_RE, "[url]"), (_IPV4_RE, "[address]"), (_IPV6_RE, "[address]")):
+        text = pattern.sub(placeholder, text)
+    text = _HOST_PORT_RE.sub("[address]", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def sanitized_status_message(*, provider: str, status: int, error_type: str, body: Any) -> str:
+    """`<provider>: HTTP <status> (<type>): <message>` from an API-shaped JSON error body only;
+    any other body (an HTML page, another protocol's banner) is not repeated at all."""
+    message = ""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = sanitize_upstream_text(error["message"])
+    kind = sanitize_upstream_text(error_type, limit=60) if error_type else ""
+    text = f"{provider}: HTTP {status}" + (f" ({kind})" if kind else "")
+    return f"{text}: {message}" if message else text
+
+
+def blocked_message(*, provider: str, exc: Exception) -> str:
+    return f"{provider}: {exc} ({ALLOW_LIST_HINT})"

@@ -27,7 +27,16 @@ from apps.agents.providers.base import (
     ToolSpec,
     Usage,
 )
-from apps.agents.providers.common import ClientOptions, content_text, image_parts, image_url, parse_tool_arguments
+from apps.agents.providers.common import (
+    ClientOptions,
+    blocked_message,
+    content_text,
+    image_parts,
+    image_url,
+    parse_tool_arguments,
+    sanitized_status_message,
+)
+from apps.core import outbound
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Sent when a provider has no key (local Ollama, vLLM): the SDK insists on one, and leaving it
@@ -35,18 +44,33 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 NO_KEY_PLACEHOLDER = "no-key"
 
 
-def map_openai_error(exc: openai.OpenAIError, *, provider: str) -> ProviderError:
+def map_openai_error(exc: Exception, *, provider: str, sanitize: bool = False) -> ProviderError:
     """Availability problems (the engine may fall back, the breaker counts them) versus requests
-    the provider refuses (no fallback: another model would refuse them too)."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return ProviderUnavailable(f"{provider}: {exc.message}")
+    the provider refuses (no fallback: another model would refuse them too).
+
+    `sanitize` (tenant-owned endpoints): the message carries the status, the error type and a
+    short cleaned message from an API-shaped body, never the raw body or an address."""
+    blocked = outbound.blocked_in(exc)
+    if blocked is not None:  # the outbound policy refused the destination: no retry helps
+        return ProviderRequestError(blocked_message(provider=provider, exc=blocked))
+    if isinstance(exc, openai.APITimeoutError) and sanitize:
+        return ProviderUnavailable(f"{provider}: the provider did not answer in time.")
+    if isinstance(exc, openai.APIConnectionError):
+        detail = "could not connect to the provider." if sanitize else exc.message
+        return ProviderUnavailable(f"{provider}: {detail}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        message = f"{provider}: HTTP {status}: {_error_message(exc)}"
+        if sanitize:
+            error_type = exc.type or exc.code or type(exc).__name__
+            message = sanitized_status_message(provider=provider, status=status, error_type=error_type, body=exc.body)
+        else:
+            message = f"{provider}: HTTP {status}: {_error_message(exc)}"
         if status >= 500 or status in (408, 429) or isinstance(exc, openai.InternalServerError | openai.RateLimitError):
             return ProviderUnavailable(message)
         return ProviderRequestError(message)
     # An error event inside a stream or an unparsable response: the server misbehaved.
+    if sanitize:
+        return ProviderUnavailable(f"{provider}: the provider sent an invalid response ({type(exc).__name__}).")
     return ProviderUnavailable(f"{provider}: {getattr(exc, 'message', None) or str(exc) or type(exc).__name__}")
 
 
@@ -70,11 +94,15 @@ class OpenAICompatClient:
         api_key: str = "",
         options: ClientOptions | None = None,
         name: str = "",
+        restrict_network: bool = True,
     ):
+        """`restrict_network`: True when a tenant gave the URL (every request goes through the
+        outbound policy and errors are sanitized); False for URLs the operator configured."""
         self.kind = kind
         self.name = name or kind
         self.base_url = base_url
         self.options = options or ClientOptions.build(None)
+        self.restrict_network = restrict_network
         self._sdk = openai.OpenAI(
             api_key=api_key or NO_KEY_PLACEHOLDER,
             base_url=base_url,
@@ -82,7 +110,11 @@ class OpenAICompatClient:
             timeout=self.options.timeout,
             max_retries=self.options.max_retries,
             default_headers=self.options.headers or None,
+            http_client=_restricted_http_client(self.options) if restrict_network else None,
         )
+
+    def _error(self, exc: Exception) -> ProviderError:
+        return map_openai_error(exc, provider=self.name, sanitize=self.restrict_network)
 
     # --- chat ----------------------------------------------------------------------------------
 
@@ -139,8 +171,8 @@ class OpenAICompatClient:
                             _accumulate_tool_calls(calls, delta.tool_calls)
                         if choice.finish_reason:
                             finish = choice.finish_reason
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc, provider=self.name) from exc
+        except (openai.OpenAIError, outbound.OutboundBlocked) as exc:
+            raise self._error(exc) from exc
 
         tool_calls = [
             ToolCallRequest(
@@ -166,8 +198,8 @@ class OpenAICompatClient:
     def list_models(self) -> list[ModelListing]:
         try:
             return [ModelListing(id=m.id, owned_by=getattr(m, "owned_by", "") or "") for m in self._sdk.models.list()]
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc, provider=self.name) from exc
+        except (openai.OpenAIError, outbound.OutboundBlocked) as exc:
+            raise self._error(exc) from exc
 
     def probe(self) -> ProbeResult:
         started = time.perf_counter()
@@ -176,8 +208,20 @@ class OpenAICompatClient:
         except ProviderError as exc:
             return ProbeResult(reachable=False, latency_ms=_ms_since(started), error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a probe reports every failure, it never raises
-            return ProbeResult(reachable=False, latency_ms=_ms_since(started), error=f"{type(exc).__name__}: {exc}")
+            error = type(exc).__name__ if self.restrict_network else f"{type(exc).__name__}: {exc}"
+            return ProbeResult(reachable=False, latency_ms=_ms_since(started), error=error)
         return ProbeResult(reachable=True, latency_ms=_ms_since(started), models_seen=seen)
+
+
+def _restricted_http_client(options: ClientOptions):
+    # The SDK's own defaults (pool size, following redirects: each hop is checked by the
+    # transport), with the transport of the outbound policy underneath.
+    return outbound.http_client(
+        restrict_network=True,
+        timeout=options.timeout,
+        limits=openai.DEFAULT_CONNECTION_LIMITS,
+        follow_redirects=True,
+    )
 
 
 def _ms_since(started: float) -> float:

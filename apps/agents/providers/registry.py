@@ -22,6 +22,7 @@ from apps.agents.providers.base import ProviderClient, ProviderRequestError
 from apps.agents.providers.common import ClientOptions
 from apps.agents.providers.offline import OfflineClient
 from apps.agents.providers.openai_compat import OPENAI_DEFAULT_BASE_URL, OpenAICompatClient
+from apps.agents.validation import is_operator_url
 
 __all__ = ["OfflineClient", "client_for", "interactive_client_for", "offline_client", "resolve_base_url"]
 
@@ -46,7 +47,11 @@ def client_for(provider: Provider, *, timeout: float | None = None, max_retries:
         return _offline
     options = ClientOptions.build(provider.options, timeout=timeout, max_retries=max_retries)
     base_url = resolve_base_url(provider)
+    # A tenant-owned row's own base_url is tenant input: the outbound policy applies. An empty
+    # one means the public endpoint or OLLAMA_HOST, which the operator chose.
+    restrict_network = bool((provider.base_url or "").strip()) and not is_operator_url(provider.base_url)
     key = (
+        restrict_network,
         str(provider.pk),
         provider.kind,
         provider.name,
@@ -61,7 +66,7 @@ def client_for(provider: Provider, *, timeout: float | None = None, max_retries:
         if client is not None:
             _cache.move_to_end(key)
             return client
-    client = _build(provider, base_url=base_url, options=options)
+    client = _build(provider, base_url=base_url, options=options, restrict_network=restrict_network)
     with _cache_lock:
         _cache[key] = client
         while len(_cache) > _CACHE_SIZE:
@@ -77,16 +82,23 @@ def interactive_client_for(provider: Provider) -> ProviderClient:
     )
 
 
-def _build(provider: Provider, *, base_url: str, options: ClientOptions) -> ProviderClient:
+def _build(provider: Provider, *, base_url: str, options: ClientOptions, restrict_network: bool) -> ProviderClient:
     try:
         api_key = decrypt_secret(provider.api_key_encrypted)
     except SecretDecryptionError as exc:
         raise ProviderRequestError(f"{provider.name}: {exc}") from exc
     if provider.kind == ProviderKind.ANTHROPIC:
-        return AnthropicClient(base_url=base_url, api_key=api_key, options=options, name=provider.name)
+        return AnthropicClient(
+            base_url=base_url, api_key=api_key, options=options, name=provider.name, restrict_network=restrict_network
+        )
     if provider.kind in (ProviderKind.OPENAI, ProviderKind.OLLAMA, ProviderKind.OPENAI_COMPATIBLE):
         return OpenAICompatClient(
-            kind=provider.kind, base_url=base_url, api_key=api_key, options=options, name=provider.name
+            kind=provider.kind,
+            base_url=base_url,
+            api_key=api_key,
+            options=options,
+            name=provider.name,
+            restrict_network=restrict_network,
         )
     raise ProviderRequestError(f"{provider.name}: unknown provider kind {provider.kind!r}.")
 

@@ -133,6 +133,7 @@ def _list_ollama_models(base_url: str) -> list[str]:
         base_url=base_url,
         options=ClientOptions.build(None, timeout=BOOTSTRAP_PROBE_TIMEOUT_SECONDS, max_retries=0),
         name="ollama",
+        restrict_network=False,  # OLLAMA_HOST is the operator's setting, not a tenant's URL
     )
     try:
         return [listing.id for listing in client.list_models()]
