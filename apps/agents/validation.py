@@ -46,7 +46,9 @@ def clean_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def clean_provider_options(options: Any) -> dict[str, Any]:
+def clean_provider_options(options: Any, *, allow_auth_headers: bool = False) -> dict[str, Any]:
+    """`allow_auth_headers`: platform providers (operator-only rows, never shown to tenants) may
+    carry an authentication header, e.g. for a gateway in front of the model server."""
     if options in (None, ""):
         return {}
     if not isinstance(options, dict):
@@ -71,7 +73,7 @@ def clean_provider_options(options: Any) -> dict[str, Any]:
         headers = options["headers"]
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             errors["headers"] = ["An object of header names to string values."]
-        elif _SECRET_HEADER_NAMES & {str(k).lower() for k in headers}:
+        elif not allow_auth_headers and _SECRET_HEADER_NAMES & {str(k).lower() for k in headers}:
             errors["headers"] = ["Authentication headers are secrets: set them through api_key instead."]
         else:
             clean["headers"] = {str(k): v for k, v in headers.items()}

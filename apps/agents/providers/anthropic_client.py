@@ -75,8 +75,18 @@ def _describe(exc: Exception) -> str:
 class AnthropicClient:
     kind = "anthropic"
 
-    def __init__(self, *, base_url: str, api_key: str = "", options: ClientOptions | None = None, name: str = ""):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str = "",
+        options: ClientOptions | None = None,
+        name: str = "",
+        restrict_network: bool = False,
+    ):
         self.name = name or self.kind
+        # Accepted and stored; the outbound policy (another branch) gives it its meaning.
+        self.restrict_network = restrict_network
         self.base_url = base_url
         self.options = options or ClientOptions.build(None)
         self._sdk = anthropic.Anthropic(

@@ -70,8 +70,11 @@ class OpenAICompatClient:
         api_key: str = "",
         options: ClientOptions | None = None,
         name: str = "",
+        restrict_network: bool = False,
     ):
         self.kind = kind
+        # Accepted and stored; the outbound policy (another branch) gives it its meaning.
+        self.restrict_network = restrict_network
         self.name = name or kind
         self.base_url = base_url
         self.options = options or ClientOptions.build(None)

@@ -14,6 +14,12 @@ from apps.agents.services.agents import (
 )
 from apps.agents.services.audit import UNSET, AuditAction
 from apps.agents.services.bootstrap import tenant_bootstrap_agents
+from apps.agents.services.platform import (
+    platform_access_set,
+    platform_provider_link,
+    platform_provider_save,
+    platform_providers_sync_from_env,
+)
 from apps.agents.services.providers import (
     catalog_model_create,
     catalog_sync_from_price_table,
@@ -37,6 +43,10 @@ __all__ = [
     "catalog_model_create",
     "catalog_sync_from_price_table",
     "model_ref_resolve",
+    "platform_access_set",
+    "platform_provider_link",
+    "platform_provider_save",
+    "platform_providers_sync_from_env",
     "provider_breaker_reset",
     "provider_create",
     "provider_delete",
