@@ -104,3 +104,39 @@ def test_an_agent_cannot_get_another_tenants_model(operator, bootstrapped, other
     assert response.status_code == 200  # the form again, with the error
     assert "another tenant" in response.content.decode()
     assert Agent.objects.get(pk=bootstrapped.pk).guide_model_id == bootstrapped.guide_model_id
+
+
+PLATFORM_SECRET = "sk-operator-platform-secret-0000QRST"
+
+
+def test_operators_add_a_platform_provider_with_a_write_only_key_and_grant_a_tenant(operator, tenant):
+    from apps.agents.models import PlatformProvider, PlatformProviderAccess
+
+    assert operator.get("/admin/agents/platformprovider/add/").status_code == 200
+    response = operator.post(
+        "/admin/agents/platformprovider/add/",
+        {
+            "name": "gateway",
+            "kind": "openai_compatible",
+            "base_url": "http://llm-gateway:8000/v1",
+            "enabled": "on",
+            "options": "{}",
+            "new_api_key": PLATFORM_SECRET,
+            "access-TOTAL_FORMS": "1",
+            "access-INITIAL_FORMS": "0",
+            "access-0-tenant": str(tenant.pk),
+            "access-0-allowed": "on",
+            "access-0-monthly_cap_usd": "12.50",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    platform = PlatformProvider.objects.get(name="gateway")
+    assert decrypt_secret(platform.api_key_encrypted) == PLATFORM_SECRET
+    assert platform.available_to_all_tenants is False
+    access = PlatformProviderAccess.objects.get(platform_provider=platform, tenant=tenant)
+    assert str(access.monthly_cap_usd) == "12.5000"
+    page = operator.get(f"/admin/agents/platformprovider/{platform.pk}/change/").content.decode()
+    assert platform.api_key_hint in page
+    assert PLATFORM_SECRET not in page
+    assert platform.api_key_encrypted not in page
+    assert operator.get("/admin/agents/platformprovideraccess/").status_code == 200
