@@ -149,3 +149,15 @@ def test_a_tenant_the_operator_did_not_grant_gets_no_link(tenant, settings):
     agent = services.tenant_bootstrap_agents(tenant=tenant, actor=ACTOR)
     assert not Provider.objects.filter(tenant=tenant, platform__isnull=False).exists()
     assert agent.guide_model.ref == "offline/offline-small"
+
+
+def test_every_migrate_brings_a_rotated_environment_key_to_the_platform_row(settings):
+    from django.apps import apps as django_apps
+    from django.db.models.signals import post_migrate
+
+    settings.OPENAI_API_KEY = "sk-env-openai-key-1234"
+    services.platform_providers_sync_from_env()
+    settings.OPENAI_API_KEY = "sk-env-openai-rotated-5678"
+    config = django_apps.get_app_config("agents")
+    post_migrate.send(sender=config, app_config=config, verbosity=0, interactive=False, using="default", plan=[])
+    assert decrypt_secret(PlatformProvider.objects.get(name="openai").api_key_encrypted) == "sk-env-openai-rotated-5678"

@@ -102,6 +102,15 @@ def platform_providers_sync_from_env() -> list[PlatformProvider]:
         return sync_env_platform_providers(PlatformProvider)
 
 
+def platform_providers_sync_receiver(sender, *, using: str = "default", plan=None, **kwargs) -> None:  # noqa: ARG001
+    """post_migrate: sync after a migrate that reached the current models (not after migrating
+    backwards, when the table may not exist), on the database that was migrated."""
+    if plan is not None and any(backwards for _, backwards in plan):
+        return
+    with transaction.atomic(using=using):
+        sync_env_platform_providers(PlatformProvider)
+
+
 def platform_provider_save(
     *,
     actor: Actor,
