@@ -143,6 +143,12 @@ class ProviderAdmin(admin.ModelAdmin):
                 )
                 obj.pk = created.pk  # so the admin's redirect points at the saved provider
                 return
+            if obj.platform_id is not None:
+                # A link: its endpoint, key and options are the platform provider's (edit them there).
+                services.provider_update(
+                    tenant=obj.tenant, actor=actor, provider=obj, name=data["name"], enabled=data.get("enabled")
+                )
+                return
             provider = services.provider_update(
                 tenant=obj.tenant,
                 actor=actor,

@@ -140,3 +140,19 @@ def test_operators_add_a_platform_provider_with_a_write_only_key_and_grant_a_ten
     assert PLATFORM_SECRET not in page
     assert platform.api_key_encrypted not in page
     assert operator.get("/admin/agents/platformprovideraccess/").status_code == 200
+
+
+def test_operators_can_disable_a_tenants_link_without_touching_the_platform_row(operator, tenant, settings):
+    settings.OPENAI_API_KEY = PLATFORM_SECRET
+    services.tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
+    link = Provider.objects.get(tenant=tenant, platform__name="openai")
+    page = operator.get(f"/admin/agents/provider/{link.pk}/change/").content.decode()
+    assert PLATFORM_SECRET not in page
+    response = operator.post(
+        f"/admin/agents/provider/{link.pk}/change/",
+        {"name": "openai", "base_url": "", "options": "{}", "models-TOTAL_FORMS": "0", "models-INITIAL_FORMS": "0"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    link.refresh_from_db()
+    assert link.enabled is False
+    assert decrypt_secret(link.platform.api_key_encrypted) == PLATFORM_SECRET
