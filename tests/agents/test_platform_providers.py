@@ -11,6 +11,7 @@ chat turn) is checked against the listener's log.
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -143,8 +144,9 @@ def test_creating_a_provider_at_the_listener_sends_no_platform_key(kind, linked,
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_chat_turn_on_a_platform_model_uses_the_platform_endpoint_only(
-    kind, linked, tenant, owner_client, listener, model_server, django_capture_on_commit_callbacks
+    kind, linked, tenant, owner_client, listener, model_server, django_capture_on_commit_callbacks, caplog
 ):
+    caplog.set_level(logging.DEBUG)  # the SDKs' and httpx's debug logs included
     provider = linked[kind]
     if not provider.models.filter(model_id="stub-small").exists():  # vllm's were listed live at bootstrap
         services.catalog_model_create(tenant=tenant, provider=provider, model_id="stub-small")
@@ -162,6 +164,8 @@ def test_a_chat_turn_on_a_platform_model_uses_the_platform_endpoint_only(
     assert CANARY[kind] in secrets_seen(model_server)
     events = json.dumps(list(Event.objects.filter(tenant_id=tenant.pk).values_list("data", flat=True)), default=str)
     assert_no_secret(events)
+    assert "HTTP Request" in caplog.text  # the SDK's own request logs were captured
+    assert_no_secret(caplog.text)
 
 
 def run_turn(client, capture, text: str):
