@@ -156,6 +156,10 @@ class ScrubbingClient:
         self.kind = inner.kind
         self.name = inner.name
 
+    def __getattr__(self, attribute: str):
+        # Anything else the wrapped client offers (restrict_network, ...) reads through.
+        return getattr(self._inner, attribute)
+
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "[platform]")
