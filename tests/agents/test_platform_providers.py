@@ -181,13 +181,15 @@ def run_turn(client, capture, text: str):
 def test_errors_from_a_platform_provider_do_not_quote_its_key_or_endpoint(linked, owner_client, model_server):
     provider = linked[ProviderKind.OPENAI_COMPATIBLE]
     # An upstream that echoes what it was sent (a misconfigured gateway does exactly this).
-    echo = f"bad gateway token {HEADER_CANARY} for {model_server.openai_base_url} with {CANARY[provider.kind]}"
+    host = model_server.url.removeprefix("http://")
+    echo = f"bad token {HEADER_CANARY} for {model_server.openai_base_url} ({host}) with {CANARY[provider.kind]}"
     model_server.script([Reply(status=400, error=echo)])
     body = owner_client.post(f"/api/providers/{provider.pk}/test").json()
     assert body["reachable"] is False
     assert "[platform]" in body["error"]
     assert_no_secret(body["error"])
     assert model_server.openai_base_url not in body["error"]
+    assert host not in body["error"]
 
 
 def test_the_tenant_sees_platform_providers_without_endpoint_headers_or_key(linked, owner_client):

@@ -18,13 +18,20 @@ import json
 import threading
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from apps.agents.crypto import SecretDecryptionError, decrypt_secret
 from apps.agents.models import PlatformProvider, Provider, ProviderKind
 from apps.agents.providers.anthropic_client import ANTHROPIC_DEFAULT_BASE_URL, AnthropicClient
-from apps.agents.providers.base import ProbeResult, ProviderClient, ProviderError, ProviderRequestError
+from apps.agents.providers.base import (
+    ProbeResult,
+    ProviderClient,
+    ProviderError,
+    ProviderRequestError,
+    ProviderUnavailable,
+)
 from apps.agents.providers.common import ClientOptions
 from apps.agents.providers.offline import OfflineClient
 from apps.agents.providers.openai_compat import OPENAI_DEFAULT_BASE_URL, OpenAICompatClient
@@ -121,7 +128,8 @@ def _build(source: Provider | PlatformProvider, *, name: str, base_url: str, opt
     else:
         raise ProviderRequestError(f"{name}: unknown provider kind {source.kind!r}.")
     if platform:
-        secrets = [api_key, base_url, *options.headers.values()]
+        netloc = urlsplit(base_url).netloc  # errors often quote only the host ("…to 10.0.0.5:8000")
+        secrets = [api_key, base_url, netloc, *options.headers.values()]
         return ScrubbingClient(client, secrets=secrets)
     return client
 
@@ -166,7 +174,12 @@ class ScrubbingClient:
         return text
 
     def _reraise(self, exc: ProviderError):
-        raise type(exc)(self.scrub(str(exc))) from None
+        message = self.scrub(str(exc))
+        try:
+            scrubbed = type(exc)(message)
+        except TypeError:  # a subclass with a constructor of its own: keep the family
+            scrubbed = (ProviderRequestError if isinstance(exc, ProviderRequestError) else ProviderUnavailable)(message)
+        raise scrubbed from None
 
     def chat(self, **kwargs):
         try:
