@@ -337,3 +337,18 @@ def test_spend_and_cap_selectors_count_this_tenants_platform_turns(
     # gpt-4o-mini: $0.15 in + $0.60 out per million tokens.
     assert selectors.platform_spend_this_month(tenant, platform) == turn.cost_usd > 0
     assert selectors.platform_spend_this_month(tenant, platform_named(ProviderKind.ANTHROPIC)) == 0
+
+
+def test_a_failed_turn_on_a_platform_model_records_no_platform_secret(
+    linked, tenant, owner_client, model_server, django_capture_on_commit_callbacks
+):
+    provider = linked[ProviderKind.OPENAI_COMPATIBLE]
+    owner_client.put("/api/roster/assistant/model", {"role": "guide", "model": "vllm/stub-small"}, format="json")
+    echo = f"rejected {CANARY[provider.kind]} / {HEADER_CANARY} at {model_server.openai_base_url}"
+    model_server.default_reply = Reply(status=400, error=echo)
+    turn = run_turn(owner_client, django_capture_on_commit_callbacks, "hello")
+    assert turn.status == "failed"
+    assert "[platform]" in turn.error
+    assert_no_secret(turn.error)
+    events = json.dumps(list(Event.objects.filter(tenant_id=tenant.pk).values_list("data", flat=True)), default=str)
+    assert_no_secret(events)
