@@ -69,6 +69,29 @@ class PlatformProviderAccess(TimestampedModel):
         return f"{self.platform_provider.name} for {self.tenant_id}: {'allowed' if self.allowed else 'refused'}"
 
 
+class PlatformSpend(models.Model):
+    """What one tenant spent through one platform provider in one calendar month (UTC), added
+    to after every model call of a link (providers/registry.py). Keyed by the platform row, not
+    by the link's name, so renaming or re-linking does not reset it; the operator's cap reads it."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    platform_provider = models.ForeignKey(PlatformProvider, on_delete=models.CASCADE, related_name="spend")
+    month = models.DateField(help_text="The first day of the month.")
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    calls = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "platform_provider", "month"], name="platform_spend_unique_per_month"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_provider_id} {self.month:%Y-%m}: ${self.cost_usd}"
+
+
 class Provider(TenantOwnedModel):
     """Where a tenant's models are served from. The API key is stored encrypted (Fernet).
 

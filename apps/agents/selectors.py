@@ -7,7 +7,15 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from apps.agents.models import Agent, CatalogModel, ModelPrice, PlatformProvider, PlatformProviderAccess, Provider
+from apps.agents.models import (
+    Agent,
+    CatalogModel,
+    ModelPrice,
+    PlatformProvider,
+    PlatformProviderAccess,
+    PlatformSpend,
+    Provider,
+)
 from apps.tenancy.models import Tenant
 
 
@@ -168,28 +176,12 @@ def platform_cap_for(tenant: Tenant, platform_provider: PlatformProvider) -> Dec
 
 
 def platform_spend_this_month(tenant: Tenant, platform_provider: PlatformProvider) -> Decimal:
-    """What the tenant's turns answered by the platform provider's models cost this calendar
-    month (UTC). A turn is counted whole, against the provider of the model that answered it
-    (`Turn.model`, `<provider>/<model>`); that is how the turn records its cost today.
-
-    Turn lives in conversations, above this app: the model is looked up by label, not imported,
-    so the import layers hold."""
-    from django.apps import apps as django_apps
-    from django.db.models import Q, Sum
+    """What the tenant's model calls through the platform provider cost this calendar month
+    (UTC): the PlatformSpend ledger, which every call of a link adds to as it completes. Keyed by
+    the platform row, so renaming, unlinking or re-linking does not reset it."""
     from django.utils import timezone
 
-    names = list(Provider.objects.filter(tenant=tenant, platform=platform_provider).values_list("name", flat=True))
-    if not names:
-        return Decimal("0")
-    match = Q()
-    for name in names:
-        match |= Q(model__startswith=f"{name}/")
-    now = timezone.now()
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    turn_model = django_apps.get_model("conversations", "Turn")
-    total = (
-        turn_model.objects.filter(tenant=tenant, created_at__gte=month_start)
-        .filter(match)
-        .aggregate(total=Sum("cost_usd"))["total"]
-    )
-    return Decimal(total or 0)
+    row = PlatformSpend.objects.filter(
+        tenant=tenant, platform_provider=platform_provider, month=timezone.now().date().replace(day=1)
+    ).first()
+    return Decimal(row.cost_usd) if row is not None else Decimal("0")

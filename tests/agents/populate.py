@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from apps.agents import services
 from apps.agents.models import ProviderKind
 from apps.tenancy.models import Tenant
@@ -35,4 +37,5 @@ def populate_agents(tenant: Tenant) -> list[str]:
     )
     services.platform_access_set(tenant=tenant, platform_provider=platform, allowed=True)
     link = services.platform_provider_link(tenant=tenant, actor=actor, platform_provider=platform, models=[])
+    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.01"))
     return [str(provider.pk), provider.name, str(model.pk), str(agent.pk), agent.name, str(link.pk), platform.name]

@@ -16,11 +16,11 @@ AGENTS_ROUTE_PREFIXES = ("api/providers", "api/models", "api/agents", "api/roste
 
 
 def test_populate_agents_covers_every_agents_model():
-    from apps.agents.models import Agent, CatalogModel, PlatformProviderAccess, Provider
+    from apps.agents.models import Agent, CatalogModel, PlatformProviderAccess, PlatformSpend, Provider
 
     tenant = TenantFactory()
     values = populate_agents(tenant)
-    for model in (Provider, CatalogModel, Agent, PlatformProviderAccess):
+    for model in (Provider, CatalogModel, Agent, PlatformProviderAccess, PlatformSpend):
         assert model.objects.filter(tenant=tenant).exists()
     assert Provider.objects.filter(tenant=tenant, platform__isnull=False).exists()
     assert len(values) == len(set(values)) == 7

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from decimal import Decimal
 
 import pytest
 
@@ -335,8 +336,18 @@ def test_spend_and_cap_selectors_count_this_tenants_platform_turns(
     turn = run_turn(owner_client, django_capture_on_commit_callbacks, "hello")
     assert turn.status == "completed", turn.error
     # gpt-4o-mini: $0.15 in + $0.60 out per million tokens.
-    assert selectors.platform_spend_this_month(tenant, platform) == turn.cost_usd > 0
+    assert turn.cost_usd == Decimal("0.75")
+    assert selectors.platform_spend_this_month(tenant, platform) == Decimal("0.75")
     assert selectors.platform_spend_this_month(tenant, platform_named(ProviderKind.ANTHROPIC)) == 0
+    # Renaming or unlinking and re-linking does not reset what the cap is checked against.
+    link = linked[ProviderKind.OPENAI]
+    owner_client.patch(f"/api/providers/{link.pk}", {"name": "renamed"}, format="json")
+    owner_client.delete(f"/api/providers/{link.pk}")
+    owner_client.post("/api/providers", {"platform": "openai", "name": "fresh"}, format="json")
+    assert selectors.platform_spend_this_month(tenant, platform) == Decimal("0.75")
+    listed = {p["name"]: p for p in owner_client.get("/api/providers/platform").json()}
+    assert listed["openai"]["spent_this_month_usd"] == "0.750000"
+    assert listed["openai"]["monthly_cap_usd"] == "5.0000"
 
 
 def test_a_failed_turn_on_a_platform_model_records_no_platform_secret(
