@@ -7,7 +7,15 @@ from django.contrib import admin, messages
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from apps.agents import services, validation
-from apps.agents.models import Agent, CatalogModel, ModelPrice, PlatformProvider, PlatformProviderAccess, Provider
+from apps.agents.models import (
+    Agent,
+    CatalogModel,
+    ModelPrice,
+    PlatformProvider,
+    PlatformProviderAccess,
+    PlatformSpend,
+    Provider,
+)
 from apps.core.errors import Conflict
 from apps.core.ratelimit import client_address
 from apps.tenancy.principal import Actor
@@ -256,6 +264,22 @@ class PlatformProviderAccessAdmin(admin.ModelAdmin):
     search_fields = ["tenant__slug", "platform_provider__name"]
     list_select_related = ["platform_provider", "tenant"]
     raw_id_fields = ["tenant"]
+
+
+@admin.register(PlatformSpend)
+class PlatformSpendAdmin(admin.ModelAdmin):
+    """Read-only: written by every model call through a link."""
+
+    list_display = ["platform_provider", "tenant", "month", "cost_usd", "calls", "updated_at"]
+    list_filter = ["platform_provider", "month"]
+    search_fields = ["tenant__slug"]
+    list_select_related = ["platform_provider", "tenant"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelPrice)

@@ -27,7 +27,7 @@ def bootstrapped(tenant):
     return services.tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
 
 
-@pytest.mark.parametrize("model", ["provider", "modelprice", "catalogmodel", "agent"])
+@pytest.mark.parametrize("model", ["provider", "modelprice", "catalogmodel", "agent", "platformprovider"])
 def test_changelists_and_forms_render(operator, bootstrapped, model):
     assert operator.get(f"/admin/agents/{model}/").status_code == 200
     assert operator.get(f"/admin/agents/{model}/add/").status_code == 200
@@ -156,3 +156,17 @@ def test_operators_can_disable_a_tenants_link_without_touching_the_platform_row(
     link.refresh_from_db()
     assert link.enabled is False
     assert decrypt_secret(link.platform.api_key_encrypted) == PLATFORM_SECRET
+
+
+def test_the_spend_ledger_is_readable_and_not_editable(operator, tenant):
+    from decimal import Decimal
+
+    platform = services.platform_provider_save(
+        actor=Actor.system("test"), platform_provider=None, name="gw", kind="openai", api_key=PLATFORM_SECRET
+    )
+    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.5"))
+    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.25"))
+    page = operator.get("/admin/agents/platformspend/")
+    assert page.status_code == 200
+    assert "0.750000" in page.content.decode()
+    assert operator.get("/admin/agents/platformspend/add/").status_code == 403
