@@ -284,10 +284,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- model providers, turns and tools ------------------------------------------------------
-# Fernet key for secrets at rest (provider API keys). Unset: derived from DJANGO_SECRET_KEY, so
-# rotating the secret key makes stored provider keys unreadable; set this in production.
+# Fernet key(s) for secrets at rest (provider API keys, plugin secrets); comma-separated, the
+# first encrypts (rotate: `new,old`, then `manage.py rotate_field_encryption`). Unset: derived
+# from DJANGO_SECRET_KEY with HKDF, so rotating the secret key makes stored keys unreadable.
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
-# Providers configured in the environment become each new tenant's default (offline otherwise).
+# Platform providers (docs/security.md): the operator's, upserted by name after every migrate;
+# tenants use them through links and never see the key (offline otherwise).
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")

@@ -7,7 +7,15 @@ from django.contrib import admin, messages
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from apps.agents import services, validation
-from apps.agents.models import Agent, CatalogModel, ModelPrice, Provider
+from apps.agents.models import (
+    Agent,
+    CatalogModel,
+    ModelPrice,
+    PlatformProvider,
+    PlatformProviderAccess,
+    PlatformSpend,
+    Provider,
+)
 from apps.core.errors import Conflict
 from apps.core.ratelimit import client_address
 from apps.tenancy.principal import Actor
@@ -87,15 +95,26 @@ class CatalogModelInline(admin.TabularInline):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderAdminForm
-    list_display = ["name", "tenant", "kind", "base_url", "enabled", "api_key_hint", "model_count", "updated_at"]
-    list_filter = ["kind", "enabled", "tenant"]
+    list_display = [
+        "name",
+        "tenant",
+        "kind",
+        "platform",
+        "base_url",
+        "enabled",
+        "api_key_hint",
+        "model_count",
+        "updated_at",
+    ]
+    list_filter = ["kind", "enabled", "platform", "tenant"]
     search_fields = ["name", "base_url", "tenant__slug"]
-    readonly_fields = ["id", "api_key_hint", "created_at", "updated_at"]
+    readonly_fields = ["id", "platform", "api_key_hint", "created_at", "updated_at"]
     fields = [
         "id",
         "tenant",
         "name",
         "kind",
+        "platform",
         "base_url",
         "enabled",
         "options",
@@ -132,6 +151,12 @@ class ProviderAdmin(admin.ModelAdmin):
                 )
                 obj.pk = created.pk  # so the admin's redirect points at the saved provider
                 return
+            if obj.platform_id is not None:
+                # A link: its endpoint, key and options are the platform provider's (edit them there).
+                services.provider_update(
+                    tenant=obj.tenant, actor=actor, provider=obj, name=data["name"], enabled=data.get("enabled")
+                )
+                return
             provider = services.provider_update(
                 tenant=obj.tenant,
                 actor=actor,
@@ -152,6 +177,109 @@ class ProviderAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.provider_delete(tenant=obj.tenant, actor=_actor(request), provider=obj)
+
+
+class PlatformProviderAdminForm(forms.ModelForm):
+    new_api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label="New API key",
+        help_text="Stored encrypted, never shown again, never shown to tenants. Empty keeps the current key.",
+    )
+    clear_api_key = forms.BooleanField(required=False, label="Remove the stored key")
+    base_url = forms.CharField(required=False, max_length=500, help_text="Empty: the vendor's public endpoint.")
+
+    class Meta:
+        model = PlatformProvider
+        fields = ["name", "kind", "base_url", "enabled", "available_to_all_tenants", "options"]
+
+
+class PlatformProviderAccessInline(admin.TabularInline):
+    """Per-tenant grants and caps; no row means `available_to_all_tenants` decides."""
+
+    model = PlatformProviderAccess
+    extra = 0
+    fields = ["tenant", "allowed", "monthly_cap_usd"]
+    raw_id_fields = ["tenant"]
+
+
+@admin.register(PlatformProvider)
+class PlatformProviderAdmin(admin.ModelAdmin):
+    """Operator-owned providers that tenants link to. The key is write-only here too: the page
+    shows its hint, and header values in `options` are the operator's (tenants never see them)."""
+
+    form = PlatformProviderAdminForm
+    list_display = ["name", "kind", "base_url", "enabled", "available_to_all_tenants", "api_key_hint", "links"]
+    list_filter = ["kind", "enabled", "available_to_all_tenants", "from_environment"]
+    readonly_fields = ["id", "api_key_hint", "from_environment", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "name",
+        "kind",
+        "base_url",
+        "enabled",
+        "available_to_all_tenants",
+        "options",
+        "api_key_hint",
+        "new_api_key",
+        "clear_api_key",
+        "from_environment",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [PlatformProviderAccessInline]
+
+    @admin.display(description="Tenants linked")
+    def links(self, obj) -> int:
+        return Provider.objects.filter(platform=obj).count()
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "kind"] if obj is not None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        try:
+            saved = services.platform_provider_save(
+                actor=_actor(request),
+                platform_provider=PlatformProvider.objects.get(pk=obj.pk) if change else None,
+                name=data["name"],
+                kind=data.get("kind") or obj.kind,
+                base_url=data.get("base_url", ""),
+                options=data.get("options") or {},
+                enabled=data.get("enabled", True),
+                available_to_all_tenants=data.get("available_to_all_tenants", True),
+                api_key=data.get("new_api_key") or None,
+                clear_api_key=bool(data.get("clear_api_key")),
+            )
+            obj.pk = saved.pk
+        except (ApiValidationError, Conflict) as exc:
+            messages.error(request, f"Not saved: {_messages_of(exc)}")
+
+
+@admin.register(PlatformProviderAccess)
+class PlatformProviderAccessAdmin(admin.ModelAdmin):
+    list_display = ["platform_provider", "tenant", "allowed", "monthly_cap_usd", "updated_at"]
+    list_filter = ["allowed", "platform_provider"]
+    search_fields = ["tenant__slug", "platform_provider__name"]
+    list_select_related = ["platform_provider", "tenant"]
+    raw_id_fields = ["tenant"]
+
+
+@admin.register(PlatformSpend)
+class PlatformSpendAdmin(admin.ModelAdmin):
+    """Read-only: written by every model call through a link."""
+
+    list_display = ["platform_provider", "tenant", "month", "cost_usd", "calls", "updated_at"]
+    list_filter = ["platform_provider", "month"]
+    search_fields = ["tenant__slug"]
+    list_select_related = ["platform_provider", "tenant"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelPrice)

@@ -17,8 +17,87 @@ class ProviderKind(models.TextChoices):
     OFFLINE = "offline", "Offline (built in, deterministic, no network)"
 
 
+class PlatformProvider(TimestampedModel):
+    """A provider the operator runs and pays for, offered to tenants (docs/security.md).
+
+    Stored once, not per tenant: tenants *link* to it (Provider.platform) and use its models,
+    but never see or change its endpoint, headers or key. Rows named in the environment
+    (OPENAI_API_KEY, ANTHROPIC_API_KEY, OLLAMA_HOST) are upserted by name; operators add others
+    in the admin.
+    """
+
+    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    name = models.SlugField(max_length=64, unique=True, help_text="Also the name of the tenants' linked providers.")
+    base_url = models.CharField(max_length=500, blank=True, help_text="Empty: the provider's public endpoint.")
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key_hint = models.CharField(max_length=32, blank=True, editable=False)
+    # Client options (timeouts, headers, organisation); headers may carry operator secrets here,
+    # since tenants never see this row.
+    options = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    available_to_all_tenants = models.BooleanField(
+        default=True, help_text="Off: only tenants with an access row that allows it may use it."
+    )
+    from_environment = models.BooleanField(
+        default=False, editable=False, help_text="Upserted from the environment at migrate/bootstrap."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, platform)"
+
+
+class PlatformProviderAccess(TimestampedModel):
+    """The operator's per-tenant decision about one platform provider: allowed or not, and a
+    monthly cap on that tenant's spend through it (null: no cap of its own)."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    platform_provider = models.ForeignKey(PlatformProvider, on_delete=models.CASCADE, related_name="access")
+    allowed = models.BooleanField(default=True)
+    monthly_cap_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        ordering = ["platform_provider__name", "tenant__slug"]
+        verbose_name_plural = "platform provider access"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "platform_provider"], name="platform_access_unique_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_provider.name} for {self.tenant_id}: {'allowed' if self.allowed else 'refused'}"
+
+
+class PlatformSpend(models.Model):
+    """What one tenant spent through one platform provider in one calendar month (UTC), added
+    to after every model call of a link (providers/registry.py). Keyed by the platform row, not
+    by the link's name, so renaming or re-linking does not reset it; the operator's cap reads it."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    platform_provider = models.ForeignKey(PlatformProvider, on_delete=models.CASCADE, related_name="spend")
+    month = models.DateField(help_text="The first day of the month.")
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    calls = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "platform_provider", "month"], name="platform_spend_unique_per_month"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_provider_id} {self.month:%Y-%m}: ${self.cost_usd}"
+
+
 class Provider(TenantOwnedModel):
-    """Where a tenant's models are served from. The API key is stored encrypted (Fernet)."""
+    """Where a tenant's models are served from. The API key is stored encrypted (Fernet).
+
+    A row with `platform` set is a link to an operator's platform provider: its own base_url,
+    key and options stay empty and are ignored; the client is built from the platform row.
+    """
 
     kind = models.CharField(max_length=32, choices=ProviderKind.choices)
     name = models.SlugField(max_length=64, help_text="Unique per tenant; used in URLs and model references.")
@@ -28,10 +107,20 @@ class Provider(TenantOwnedModel):
     enabled = models.BooleanField(default=True)
     # Options passed to the client (timeouts, headers, organisation); never secrets.
     options = models.JSONField(default=dict, blank=True)
+    platform = models.ForeignKey(
+        PlatformProvider, null=True, blank=True, on_delete=models.CASCADE, related_name="links"
+    )
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="provider_unique_name_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="provider_unique_name_per_tenant"),
+            models.UniqueConstraint(
+                fields=["tenant", "platform"],
+                condition=models.Q(platform__isnull=False),
+                name="provider_one_link_per_platform",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"

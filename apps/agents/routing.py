@@ -29,6 +29,7 @@ from django.conf import settings
 from apps.agents import tokens
 from apps.agents.models import Agent, CatalogModel, ModelPrice
 from apps.agents.providers.base import Usage
+from apps.agents.selectors import platform_blocked_ids
 from apps.agents.tokens import estimate_tokens
 
 __all__ = [
@@ -207,6 +208,7 @@ def _is_list_line(line: str) -> bool:
 def _pool(agent: Agent) -> dict[str, CatalogModel]:
     models = (
         CatalogModel.objects.filter(tenant_id=agent.tenant_id, enabled=True, provider__enabled=True)
+        .exclude(provider__platform_id__in=platform_blocked_ids(tenant_id=agent.tenant_id))  # revoked by the operator
         .select_related("provider")
         .order_by("provider__name", "model_id")
     )

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from apps.agents.models import Agent, CatalogModel, ModelPrice, Provider
+from apps.agents.models import (
+    Agent,
+    CatalogModel,
+    ModelPrice,
+    PlatformProvider,
+    PlatformProviderAccess,
+    PlatformSpend,
+    Provider,
+)
 from apps.tenancy.models import Tenant
 
 
 def provider_list(*, tenant: Tenant) -> QuerySet[Provider]:
-    return Provider.objects.filter(tenant=tenant).order_by("name")
+    """The tenant's providers; links to a platform provider it may no longer use are left out
+    (the operator revoked or disabled it), so nothing offers their models."""
+    providers = Provider.objects.filter(tenant=tenant).select_related("platform").order_by("name")
+    blocked = platform_blocked_ids(tenant_id=tenant.pk)
+    return providers.exclude(platform_id__in=blocked) if blocked else providers
 
 
 def provider_get(*, tenant: Tenant, provider_id: uuid.UUID) -> Provider | None:
@@ -26,6 +39,9 @@ def catalog_model_list(*, tenant: Tenant, provider: Provider | None = None) -> Q
     models = (
         CatalogModel.objects.filter(tenant=tenant).select_related("provider").order_by("provider__name", "model_id")
     )
+    blocked = platform_blocked_ids(tenant_id=tenant.pk)
+    if blocked:
+        models = models.exclude(provider__platform_id__in=blocked)
     return models.filter(provider=provider) if provider is not None else models
 
 
@@ -117,3 +133,55 @@ def roster_entry(agent: Agent) -> dict:
         },
         "preferred_models": list((agent.model_policy or {}).get("preferred_models") or []),
     }
+
+
+# --- platform providers --------------------------------------------------------------------------
+
+
+def _usable(platform_provider: PlatformProvider, access: PlatformProviderAccess | None) -> bool:
+    if not platform_provider.enabled:
+        return False
+    return access.allowed if access is not None else platform_provider.available_to_all_tenants
+
+
+def platform_provider_usable(*, tenant: Tenant, platform_provider: PlatformProvider) -> bool:
+    """Enabled, and granted: the tenant's access row decides when there is one, else
+    `available_to_all_tenants`."""
+    access = PlatformProviderAccess.objects.filter(tenant=tenant, platform_provider=platform_provider).first()
+    return _usable(platform_provider, access)
+
+
+def platform_providers_usable(*, tenant: Tenant) -> list[PlatformProvider]:
+    access = {a.platform_provider_id: a for a in PlatformProviderAccess.objects.filter(tenant=tenant)}
+    return [p for p in PlatformProvider.objects.order_by("name") if _usable(p, access.get(p.pk))]
+
+
+def platform_provider_get_usable(*, tenant: Tenant, name: str) -> PlatformProvider | None:
+    return next((p for p in platform_providers_usable(tenant=tenant) if p.name == name), None)
+
+
+def platform_blocked_ids(*, tenant_id) -> set[uuid.UUID]:
+    """Ids of the platform providers this tenant may not use. There are a handful of platform
+    providers, so deciding in Python keeps the rule in one place (`_usable`)."""
+    access = {a.platform_provider_id: a for a in PlatformProviderAccess.objects.filter(tenant_id=tenant_id)}
+    return {p.pk for p in PlatformProvider.objects.all() if not _usable(p, access.get(p.pk))}
+
+
+def platform_cap_for(tenant: Tenant, platform_provider: PlatformProvider) -> Decimal | None:
+    """The operator's monthly cap on this tenant's spend through the platform provider; None: no cap."""
+    access = PlatformProviderAccess.objects.filter(tenant=tenant, platform_provider=platform_provider).first()
+    if access is None or access.monthly_cap_usd is None:
+        return None
+    return Decimal(access.monthly_cap_usd)
+
+
+def platform_spend_this_month(tenant: Tenant, platform_provider: PlatformProvider) -> Decimal:
+    """What the tenant's model calls through the platform provider cost this calendar month
+    (UTC): the PlatformSpend ledger, which every call of a link adds to as it completes. Keyed by
+    the platform row, so renaming, unlinking or re-linking does not reset it."""
+    from django.utils import timezone
+
+    row = PlatformSpend.objects.filter(
+        tenant=tenant, platform_provider=platform_provider, month=timezone.now().date().replace(day=1)
+    ).first()
+    return Decimal(row.cost_usd) if row is not None else Decimal("0")

@@ -8,7 +8,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlparse
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_slug
 from rest_framework.exceptions import ValidationError
@@ -36,8 +35,9 @@ def clean_slug(value: str, *, field: str) -> str:
     return value
 
 
-def clean_base_url(value: str) -> str:
-    """http(s) with a host, that the outbound policy lets a tenant reach. Laxer than Django's
+def clean_base_url(value: str, *, restricted: bool = True) -> str:
+    """http(s) with a host, that the outbound policy lets a tenant reach (`restricted=False`:
+    an operator's URL, e.g. a platform provider's, which the policy does not govern). Laxer than Django's
     URLValidator on purpose: in-cluster hostnames without a dot (`http://ollama:11434`) are the
     common case for self-hosted models (the operator allows them with OUTBOUND_ALLOW_HOSTS).
 
@@ -49,7 +49,7 @@ def clean_base_url(value: str) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc or len(value) > 500:
         raise ValidationError({"base_url": ["Give an http(s) URL, e.g. https://models.example.com/v1."]})
-    if is_operator_url(value):
+    if not restricted:
         return value.rstrip("/")
     try:
         outbound.OutboundPolicy.from_settings().check_destination(value)
@@ -58,22 +58,9 @@ def clean_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def is_operator_url(url: str) -> bool:
-    """True for an endpoint the operator configured (OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
-    OLLAMA_HOST): not tenant input, so not under the outbound policy. The bootstrap copies them
-    into tenants' provider rows; only the exact URL counts, not its host."""
-    from apps.agents.providers.registry import ollama_base_url
-
-    url = (url or "").strip().rstrip("/")
-    if not url:
-        return False
-    configured = {settings.OPENAI_BASE_URL, settings.ANTHROPIC_BASE_URL}
-    if settings.OLLAMA_HOST:
-        configured |= {settings.OLLAMA_HOST, ollama_base_url(settings.OLLAMA_HOST)}
-    return url in {c.strip().rstrip("/") for c in configured if c and c.strip()}
-
-
-def clean_provider_options(options: Any) -> dict[str, Any]:
+def clean_provider_options(options: Any, *, allow_auth_headers: bool = False) -> dict[str, Any]:
+    """`allow_auth_headers`: platform providers (operator-only rows, never shown to tenants) may
+    carry an authentication header, e.g. for a gateway in front of the model server."""
     if options in (None, ""):
         return {}
     if not isinstance(options, dict):
@@ -98,7 +85,7 @@ def clean_provider_options(options: Any) -> dict[str, Any]:
         headers = options["headers"]
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             errors["headers"] = ["An object of header names to string values."]
-        elif _SECRET_HEADER_NAMES & {str(k).lower() for k in headers}:
+        elif not allow_auth_headers and _SECRET_HEADER_NAMES & {str(k).lower() for k in headers}:
             errors["headers"] = ["Authentication headers are secrets: set them through api_key instead."]
         else:
             clean["headers"] = {str(k): v for k, v in headers.items()}

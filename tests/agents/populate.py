@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from apps.agents import services
 from apps.agents.models import ProviderKind
 from apps.tenancy.models import Tenant
@@ -24,4 +26,16 @@ def populate_agents(tenant: Tenant) -> list[str]:
     )
     model = provider.models.get()
     agent = services.agent_create(tenant=tenant, actor=actor, name=f"{tenant.slug}-agent", guide_model=model)
-    return [str(provider.pk), provider.name, str(model.pk), str(agent.pk), agent.name]
+    # A platform provider granted to this tenant only, and its link: another tenant must not see either.
+    platform = services.platform_provider_save(
+        actor=actor,
+        platform_provider=None,
+        name=f"{tenant.slug}-platform",
+        kind=ProviderKind.OPENAI,
+        available_to_all_tenants=False,
+        api_key=f"sk-{tenant.slug}-platform-key",
+    )
+    services.platform_access_set(tenant=tenant, platform_provider=platform, allowed=True)
+    link = services.platform_provider_link(tenant=tenant, actor=actor, platform_provider=platform, models=[])
+    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.01"))
+    return [str(provider.pk), provider.name, str(model.pk), str(agent.pk), agent.name, str(link.pk), platform.name]

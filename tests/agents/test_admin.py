@@ -27,7 +27,7 @@ def bootstrapped(tenant):
     return services.tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
 
 
-@pytest.mark.parametrize("model", ["provider", "modelprice", "catalogmodel", "agent"])
+@pytest.mark.parametrize("model", ["provider", "modelprice", "catalogmodel", "agent", "platformprovider"])
 def test_changelists_and_forms_render(operator, bootstrapped, model):
     assert operator.get(f"/admin/agents/{model}/").status_code == 200
     assert operator.get(f"/admin/agents/{model}/add/").status_code == 200
@@ -104,3 +104,69 @@ def test_an_agent_cannot_get_another_tenants_model(operator, bootstrapped, other
     assert response.status_code == 200  # the form again, with the error
     assert "another tenant" in response.content.decode()
     assert Agent.objects.get(pk=bootstrapped.pk).guide_model_id == bootstrapped.guide_model_id
+
+
+PLATFORM_SECRET = "sk-operator-platform-secret-0000QRST"
+
+
+def test_operators_add_a_platform_provider_with_a_write_only_key_and_grant_a_tenant(operator, tenant):
+    from apps.agents.models import PlatformProvider, PlatformProviderAccess
+
+    assert operator.get("/admin/agents/platformprovider/add/").status_code == 200
+    response = operator.post(
+        "/admin/agents/platformprovider/add/",
+        {
+            "name": "gateway",
+            "kind": "openai_compatible",
+            "base_url": "http://llm-gateway:8000/v1",
+            "enabled": "on",
+            "options": "{}",
+            "new_api_key": PLATFORM_SECRET,
+            "access-TOTAL_FORMS": "1",
+            "access-INITIAL_FORMS": "0",
+            "access-0-tenant": str(tenant.pk),
+            "access-0-allowed": "on",
+            "access-0-monthly_cap_usd": "12.50",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    platform = PlatformProvider.objects.get(name="gateway")
+    assert decrypt_secret(platform.api_key_encrypted) == PLATFORM_SECRET
+    assert platform.available_to_all_tenants is False
+    access = PlatformProviderAccess.objects.get(platform_provider=platform, tenant=tenant)
+    assert str(access.monthly_cap_usd) == "12.5000"
+    page = operator.get(f"/admin/agents/platformprovider/{platform.pk}/change/").content.decode()
+    assert platform.api_key_hint in page
+    assert PLATFORM_SECRET not in page
+    assert platform.api_key_encrypted not in page
+    assert operator.get("/admin/agents/platformprovideraccess/").status_code == 200
+
+
+def test_operators_can_disable_a_tenants_link_without_touching_the_platform_row(operator, tenant, settings):
+    settings.OPENAI_API_KEY = PLATFORM_SECRET
+    services.tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
+    link = Provider.objects.get(tenant=tenant, platform__name="openai")
+    page = operator.get(f"/admin/agents/provider/{link.pk}/change/").content.decode()
+    assert PLATFORM_SECRET not in page
+    response = operator.post(
+        f"/admin/agents/provider/{link.pk}/change/",
+        {"name": "openai", "base_url": "", "options": "{}", "models-TOTAL_FORMS": "0", "models-INITIAL_FORMS": "0"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    link.refresh_from_db()
+    assert link.enabled is False
+    assert decrypt_secret(link.platform.api_key_encrypted) == PLATFORM_SECRET
+
+
+def test_the_spend_ledger_is_readable_and_not_editable(operator, tenant):
+    from decimal import Decimal
+
+    platform = services.platform_provider_save(
+        actor=Actor.system("test"), platform_provider=None, name="gw", kind="openai", api_key=PLATFORM_SECRET
+    )
+    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.5"))
+    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.25"))
+    page = operator.get("/admin/agents/platformspend/")
+    assert page.status_code == 200
+    assert "0.750000" in page.content.decode()
+    assert operator.get("/admin/agents/platformspend/add/").status_code == 403

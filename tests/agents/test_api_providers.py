@@ -44,7 +44,9 @@ def test_a_new_provider_gets_the_price_table_models_of_its_kind(tenant, owner_cl
 
 
 def test_explicit_models_replace_the_default_catalog(owner_client):
-    body = create(owner_client, kind="ollama", name="local", models=["llama3.2", "qwen2.5"]).json()
+    body = create(
+        owner_client, kind="ollama", name="local", base_url="http://ollama:11434/v1", models=["llama3.2", "qwen2.5"]
+    ).json()
     assert sorted(CatalogModel.objects.filter(provider_id=body["id"]).values_list("model_id", flat=True)) == [
         "llama3.2",
         "qwen2.5",

@@ -16,13 +16,14 @@ AGENTS_ROUTE_PREFIXES = ("api/providers", "api/models", "api/agents", "api/roste
 
 
 def test_populate_agents_covers_every_agents_model():
-    from apps.agents.models import Agent, CatalogModel, Provider
+    from apps.agents.models import Agent, CatalogModel, PlatformProviderAccess, PlatformSpend, Provider
 
     tenant = TenantFactory()
     values = populate_agents(tenant)
-    for model in (Provider, CatalogModel, Agent):
+    for model in (Provider, CatalogModel, Agent, PlatformProviderAccess, PlatformSpend):
         assert model.objects.filter(tenant=tenant).exists()
-    assert len(values) == len(set(values)) == 5
+    assert Provider.objects.filter(tenant=tenant, platform__isnull=False).exists()
+    assert len(values) == len(set(values)) == 7
 
 
 def test_tenant_a_never_reaches_tenant_bs_agents_objects(make_client):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.agents.crypto import mask_secret
 from apps.agents.models import Agent, Provider, ProviderKind
 from apps.agents.validation import POLICY_KEYS, ROLES
 
@@ -9,6 +10,19 @@ from apps.agents.validation import POLICY_KEYS, ROLES
 
 
 class ProviderSerializer(serializers.ModelSerializer):
+    """A tenant's provider. A link to a platform provider shows `platform: true`, its kind, name
+    and enabled flag, and nothing of the operator's endpoint, headers or key. Header values of
+    the tenant's own providers are write-only: responses show a hint per header name."""
+
+    base_url = serializers.CharField(
+        read_only=True, help_text="The tenant's endpoint; empty for a platform provider (the operator's)."
+    )
+    options = serializers.DictField(
+        read_only=True, help_text="Client options; header values show as hints (`…3xYz`), never in full."
+    )
+    platform = serializers.SerializerMethodField(
+        help_text="True for a platform provider: run and paid for by the operator, used by this tenant."
+    )
     has_api_key = serializers.SerializerMethodField(help_text="Whether a key is stored (it is never shown).")
     api_key_hint = serializers.CharField(read_only=True, help_text="Enough of the key to recognise it, e.g. sk-…3xYz.")
 
@@ -21,6 +35,7 @@ class ProviderSerializer(serializers.ModelSerializer):
             "base_url",
             "enabled",
             "options",
+            "platform",
             "has_api_key",
             "api_key_hint",
             "created_at",
@@ -28,8 +43,23 @@ class ProviderSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_platform(self, obj) -> bool:
+        return obj.platform_id is not None
+
     def get_has_api_key(self, obj) -> bool:
         return bool(obj.api_key_encrypted)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if instance.platform_id is not None:
+            # The tenant row of a link holds nothing of the operator's; say so explicitly anyway.
+            data.update(base_url="", options={}, has_api_key=False, api_key_hint="")
+            return data
+        options = dict(data.get("options") or {})
+        if isinstance(options.get("headers"), dict):
+            options["headers"] = {name: mask_secret(str(value)) for name, value in options["headers"].items()}
+        data["options"] = options
+        return data
 
 
 _OPTIONS_HELP = (
@@ -39,14 +69,26 @@ _OPTIONS_HELP = (
 
 
 class ProviderCreateSerializer(serializers.Serializer):
-    name = serializers.SlugField(max_length=64, help_text="Unique in the tenant; used in model refs and URLs.")
-    kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    name = serializers.SlugField(
+        max_length=64,
+        required=False,
+        help_text="Unique in the tenant; used in model refs and URLs. Default for a link: the platform's name.",
+    )
+    kind = serializers.ChoiceField(
+        choices=ProviderKind.choices, required=False, help_text="Required unless `platform`."
+    )
+    platform = serializers.SlugField(
+        max_length=64,
+        required=False,
+        help_text="Link to the platform provider of this name (GET /api/providers/platform lists them) "
+        "instead of configuring an endpoint: then give no kind, base_url, api_key or options.",
+    )
     base_url = serializers.CharField(
         max_length=500,
         required=False,
         allow_blank=True,
         default="",
-        help_text="Empty: the public endpoint (OpenAI, Anthropic) or OLLAMA_HOST. Required for openai_compatible.",
+        help_text="Empty: the public endpoint (OpenAI, Anthropic). Required for ollama and openai_compatible.",
     )
     api_key = serializers.CharField(
         write_only=True,
@@ -68,16 +110,42 @@ class ProviderCreateSerializer(serializers.Serializer):
 
 class ProviderUpdateSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=64, required=False)
-    base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    base_url = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        help_text="A new endpoint clears the stored key and header values unless `api_key` (and `options`) "
+        "come in the same request: a key is only sent where it was given for. Not for a platform provider.",
+    )
     api_key = serializers.CharField(
         write_only=True,
         required=False,
         allow_blank=False,
         style={"input_type": "password"},
-        help_text="A new key (stored encrypted). Remove a key with DELETE /api/providers/{name}/key.",
+        help_text="A new key (stored encrypted). Remove a key with DELETE /api/providers/{name}/key. "
+        "Not for a platform provider.",
     )
     enabled = serializers.BooleanField(required=False)
-    options = serializers.DictField(required=False, help_text=_OPTIONS_HELP)
+    options = serializers.DictField(
+        required=False,
+        help_text=_OPTIONS_HELP + " A header value equal to the hint shown keeps the stored value. "
+        "Not for a platform provider.",
+    )
+
+
+class PlatformProviderSerializer(serializers.Serializer):
+    """A platform provider as a tenant sees it: no endpoint, no headers, no key."""
+
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="As `kind` in /api/providers.")
+    linked = serializers.BooleanField(help_text="Whether this tenant has a provider linked to it.")
+    monthly_cap_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        allow_null=True,
+        help_text="The operator's monthly cap on this tenant's spend through it; null: none of its own.",
+    )
+    spent_this_month_usd = serializers.DecimalField(max_digits=12, decimal_places=6)
 
 
 class ProviderKeySerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ router.register("providers", views.ProviderViewSet, basename="provider")
 router.register("agents", views_agents.AgentViewSet, basename="agent")
 
 urlpatterns = [
+    path("providers/platform", views.PlatformProviderListView.as_view(), name="provider-platform-list"),
     path("providers/<str:name>/key", views.ProviderKeyView.as_view(), name="provider-key"),
     path("models/available", views.AvailableModelsView.as_view(), name="models-available"),
     path("roster", views_agents.RosterView.as_view(), name="roster"),

@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apps.agents import breaker, selectors, services
@@ -16,6 +17,7 @@ from apps.agents.api.serializers import (
     AvailableModelSerializer,
     BreakerStatusListSerializer,
     BreakerStatusSerializer,
+    PlatformProviderSerializer,
     ProbeSerializer,
     ProviderCreateSerializer,
     ProviderKeySerializer,
@@ -56,24 +58,31 @@ def _provider_error(exc: ProviderError) -> Response:
     create=extend_schema(
         summary="Add a provider (admin)",
         description=(
-            "Kinds: `openai`, `anthropic`, `ollama` (empty base_url: OLLAMA_HOST), `openai_compatible` "
+            "Kinds: `openai`, `anthropic`, `ollama` (needs base_url), `openai_compatible` "
             "(vLLM, LM Studio, ...; needs base_url) and `offline` (built in, no network). "
             "`api_key` is stored encrypted and never returned; responses carry `api_key_hint` and "
-            "`has_api_key`. The provider's catalog gets `models`, or by default the price table's models "
-            "of its kind (for Ollama and OpenAI-compatible servers, see GET /api/providers/{id}/models)."
+            "`has_api_key`; header values in `options` show as hints. The provider's catalog gets `models`, "
+            "or by default the price table's models of its kind (for Ollama and OpenAI-compatible servers, "
+            "see GET /api/providers/{id}/models). "
+            "`platform` instead links a platform provider (the operator's; GET /api/providers/platform): "
+            "no kind, base_url, api_key or options then."
         ),
         request=ProviderCreateSerializer,
         responses={201: ProviderSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     ),
     partial_update=extend_schema(
         summary="Change a provider (admin)",
-        description="Any of name, base_url, enabled, options; `api_key` replaces the stored key.",
+        description="Any of name, base_url, enabled, options; `api_key` replaces the stored key. A new "
+        "`base_url` clears the stored key and header values unless they come in the same request. "
+        "A platform provider (`platform: true`) changes only `name` and `enabled`: base_url, options "
+        "or api_key answer 400.",
         request=ProviderUpdateSerializer,
         responses={200: ProviderSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     ),
     destroy=extend_schema(
         summary="Delete a provider (admin)",
-        description="Its catalog models go too; agents using them lose those role assignments.",
+        description="Its catalog models go too; agents using them lose those role assignments. For a "
+        "platform provider this unlinks it for this tenant only (link it again with POST `platform`).",
         responses={204: None, **ERROR_RESPONSES},
     ),
     models=extend_schema(
@@ -112,20 +121,41 @@ class ProviderViewSet(TenantViewSet):
     def create(self, request):
         payload = ProviderCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        provider = services.provider_create(tenant=self.tenant, actor=self.actor(), **payload.validated_data)
+        data = dict(payload.validated_data)
+        platform_name = data.pop("platform", None)
+        if platform_name is not None:
+            provider = self._link(platform_name, data)
+        else:
+            if "kind" not in data or "name" not in data:
+                raise ValidationError({f: ["This field is required."] for f in ("name", "kind") if f not in data})
+            provider = services.provider_create(tenant=self.tenant, actor=self.actor(), **data)
         return Response(ProviderSerializer(provider).data, status=status.HTTP_201_CREATED)
+
+    def _link(self, platform_name: str, data: dict):
+        given = [f for f in ("kind", "base_url", "api_key", "options") if data.get(f)]
+        if given:
+            raise ValidationError(
+                {f: ["Not with `platform`: the platform provider's are the operator's."] for f in given}
+            )
+        platform = selectors.platform_provider_get_usable(tenant=self.tenant, name=platform_name)
+        if platform is None:
+            raise ValidationError({"platform": [f"No platform provider named '{platform_name}' is available to you."]})
+        return services.platform_provider_link(
+            tenant=self.tenant,
+            actor=self.actor(),
+            platform_provider=platform,
+            name=data.get("name"),
+            enabled=data.get("enabled", True),
+            models=data.get("models"),
+        )
 
     def partial_update(self, request, pk=None):
         provider = self.get_object()
         payload = ProviderUpdateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        data = dict(payload.validated_data)
-        api_key = data.pop("api_key", None)
-        provider = services.provider_update(tenant=self.tenant, actor=self.actor(), provider=provider, **data)
-        if api_key:
-            provider = services.provider_set_key(
-                tenant=self.tenant, actor=self.actor(), provider=provider, api_key=api_key
-            )
+        provider = services.provider_update(
+            tenant=self.tenant, actor=self.actor(), provider=provider, **payload.validated_data
+        )
         return Response(ProviderSerializer(provider).data)
 
     def destroy(self, request, pk=None):
@@ -153,6 +183,34 @@ class ProviderViewSet(TenantViewSet):
         except ProviderError as exc:  # e.g. an undecryptable key: the client cannot even be built
             return Response({"reachable": False, "latency_ms": 0.0, "error": str(exc), "models_seen": 0})
         return Response(asdict(result))
+
+
+class PlatformProviderListView(TenantAPIView):
+    @extend_schema(
+        tags=["providers"],
+        summary="Platform providers this tenant may use",
+        description="Providers the operator runs and pays for. Link one with POST /api/providers "
+        '`{"platform": "<name>"}`; its endpoint, headers and key are never shown. Spend through it counts '
+        "against the tenant's budget and against the operator's cap for this tenant, if any.",
+        responses={200: PlatformProviderSerializer(many=True), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        linked = set(
+            selectors.provider_list(tenant=self.tenant)
+            .filter(platform__isnull=False)
+            .values_list("platform_id", flat=True)
+        )
+        rows = [
+            {
+                "name": platform.name,
+                "kind": platform.kind,
+                "linked": platform.pk in linked,
+                "monthly_cap_usd": selectors.platform_cap_for(self.tenant, platform),
+                "spent_this_month_usd": selectors.platform_spend_this_month(self.tenant, platform),
+            }
+            for platform in selectors.platform_providers_usable(tenant=self.tenant)
+        ]
+        return Response(PlatformProviderSerializer(rows, many=True).data)
 
 
 class ProviderKeyView(TenantAPIView):

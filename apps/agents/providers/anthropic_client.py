@@ -105,6 +105,8 @@ class AnthropicClient:
         """`restrict_network`: True when a tenant gave the URL (every request goes through the
         outbound policy and errors are sanitized); False for URLs the operator configured."""
         self.name = name or self.kind
+        # Accepted and stored; the outbound policy (another branch) gives it its meaning.
+        self.restrict_network = restrict_network
         self.base_url = base_url
         self.options = options or ClientOptions.build(None)
         self.restrict_network = restrict_network

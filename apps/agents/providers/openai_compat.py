@@ -99,6 +99,8 @@ class OpenAICompatClient:
         """`restrict_network`: True when a tenant gave the URL (every request goes through the
         outbound policy and errors are sanitized); False for URLs the operator configured."""
         self.kind = kind
+        # Accepted and stored; the outbound policy (another branch) gives it its meaning.
+        self.restrict_network = restrict_network
         self.name = name or kind
         self.base_url = base_url
         self.options = options or ClientOptions.build(None)

@@ -14,6 +14,13 @@ from apps.agents.services.agents import (
 )
 from apps.agents.services.audit import UNSET, AuditAction
 from apps.agents.services.bootstrap import tenant_bootstrap_agents
+from apps.agents.services.platform import (
+    platform_access_set,
+    platform_provider_link,
+    platform_provider_save,
+    platform_providers_sync_from_env,
+    platform_spend_record,
+)
 from apps.agents.services.providers import (
     catalog_model_create,
     catalog_sync_from_price_table,
@@ -37,6 +44,11 @@ __all__ = [
     "catalog_model_create",
     "catalog_sync_from_price_table",
     "model_ref_resolve",
+    "platform_access_set",
+    "platform_provider_link",
+    "platform_provider_save",
+    "platform_providers_sync_from_env",
+    "platform_spend_record",
     "provider_breaker_reset",
     "provider_create",
     "provider_delete",

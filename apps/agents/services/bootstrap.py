@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from apps.agents.models import Agent, CatalogModel, ModelPrice, Provider, ProviderKind
+from apps.agents import selectors
+from apps.agents.models import Agent, CatalogModel, ModelPrice, PlatformProvider, Provider, ProviderKind
 from apps.agents.providers.offline import OFFLINE_MODEL
-from apps.agents.providers.registry import ollama_base_url
 from apps.agents.services.agents import agent_create
+from apps.agents.services.platform import platform_provider_link, platform_providers_sync_from_env
 from apps.agents.services.providers import catalog_model_create, provider_create
 from apps.core.errors import Conflict
 from apps.tenancy.models import Tenant
@@ -29,6 +29,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 # How long bootstrap waits for a local Ollama to list its models before going on without them.
 BOOTSTRAP_PROBE_TIMEOUT_SECONDS = 3.0
+# Self-hosted kinds have no price-table models: a new link lists what the server serves.
+LIVE_LISTED_KINDS = (ProviderKind.OLLAMA, ProviderKind.OPENAI_COMPATIBLE)
 
 
 def tenant_bootstrap_agents(*, tenant: Tenant, actor: Actor) -> Agent:
@@ -36,16 +38,21 @@ def tenant_bootstrap_agents(*, tenant: Tenant, actor: Actor) -> Agent:
     changed by the tenant) is left as it is; only what is missing is created.
 
     - the built-in offline provider with `offline-small` (works with no key and no network);
-    - a provider for each one configured in the environment: OPENAI_API_KEY -> "openai" and
-      ANTHROPIC_API_KEY -> "anthropic" with the price table's models, OLLAMA_HOST -> "ollama"
-      with the models it lists now (none if it is unreachable);
-    - the agent "assistant", whose guide model is the cheapest model of those environment
+    - the platform providers (the environment's, upserted first: OPENAI_API_KEY -> "openai",
+      ANTHROPIC_API_KEY -> "anthropic", OLLAMA_HOST -> "ollama"; and the operator's from the
+      admin) that this tenant may use, as links: the tenant never holds a copy of a platform
+      key. OpenAI and Anthropic links get the price table's models, Ollama the models it lists
+      now (none if it is unreachable);
+    - the agent "assistant", whose guide model is the cheapest model of those platform
       providers, or offline-small when there are none.
     """
-    ollama_url = ollama_base_url(settings.OLLAMA_HOST) if settings.OLLAMA_HOST else ""
-    ollama_models: list[str] = []
-    if ollama_url and not Provider.objects.filter(tenant=tenant, name="ollama").exists():
-        ollama_models = _list_ollama_models(ollama_url)  # network, so before the transaction
+    platform_providers_sync_from_env()
+    usable = selectors.platform_providers_usable(tenant=tenant)
+    linked = set(Provider.objects.filter(tenant=tenant, platform__isnull=False).values_list("platform_id", flat=True))
+    listed: dict[str, list[str]] = {}
+    for platform in usable:
+        if platform.pk not in linked and platform.kind in LIVE_LISTED_KINDS:
+            listed[platform.name] = _list_platform_models(platform)  # network, so before the transaction
 
     with transaction.atomic():
         offline = _ensure_offline_provider(tenant=tenant, actor=actor)
@@ -54,33 +61,23 @@ def tenant_bootstrap_agents(*, tenant: Tenant, actor: Actor) -> Agent:
             offline_small = catalog_model_create(
                 tenant=tenant, provider=offline, model_id=OFFLINE_MODEL, supports_tools=True, supports_vision=True
             )
-        env_providers: list[Provider] = []
-        wanted = [
-            ("openai", ProviderKind.OPENAI, settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, None),
-            ("anthropic", ProviderKind.ANTHROPIC, settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL, None),
-            ("ollama", ProviderKind.OLLAMA, "", ollama_url, ollama_models),
-        ]
-        for name, kind, api_key, base_url, models in wanted:
-            if kind != ProviderKind.OLLAMA and not api_key:
+        links = list(Provider.objects.filter(tenant=tenant, platform__in=usable))
+        for platform in usable:
+            if platform.pk in linked:
                 continue
-            if kind == ProviderKind.OLLAMA and not ollama_url:
+            name = _free_name(tenant=tenant, wanted=platform.name)
+            if name is None:
+                logger.info("tenant %s: no free name to link platform provider %s", tenant.pk, platform.name)
                 continue
-            provider = Provider.objects.filter(tenant=tenant, name=name).first()
-            if provider is None:
-                provider = provider_create(
-                    tenant=tenant,
-                    actor=actor,
-                    kind=kind,
-                    name=name,
-                    base_url=base_url,
-                    api_key=api_key,
-                    models=models,
+            links.append(
+                platform_provider_link(
+                    tenant=tenant, actor=actor, platform_provider=platform, name=name, models=listed.get(platform.name)
                 )
-            env_providers.append(provider)
+            )
 
         agent = Agent.objects.filter(tenant=tenant, name=DEFAULT_AGENT_NAME).first()
         if agent is None:
-            guide = _cheapest_model(tenant=tenant, providers=env_providers) or offline_small
+            guide = _cheapest_model(tenant=tenant, providers=links) or offline_small
             agent = agent_create(
                 tenant=tenant,
                 actor=actor,
@@ -91,6 +88,15 @@ def tenant_bootstrap_agents(*, tenant: Tenant, actor: Actor) -> Agent:
                 enabled_tools=list(DEFAULT_AGENT_TOOLS),
             )
     return agent
+
+
+def _free_name(*, tenant: Tenant, wanted: str) -> str | None:
+    """The platform provider's own name, or `<name>-platform` when the tenant has a provider of
+    its own by that name (left alone)."""
+    for name in (wanted, f"{wanted}-platform"[:64]):
+        if not Provider.objects.filter(tenant=tenant, name=name).exists():
+            return name
+    return None
 
 
 def _ensure_offline_provider(*, tenant: Tenant, actor: Actor) -> Provider:
@@ -123,20 +129,25 @@ def _cheapest_model(*, tenant: Tenant, providers: list[Provider]) -> CatalogMode
     return min(models, key=cost)
 
 
-def _list_ollama_models(base_url: str) -> list[str]:
+def _list_platform_models(platform: PlatformProvider) -> list[str]:
+    """What a self-hosted platform server (Ollama, OpenAI-compatible) serves now; it has no
+    price-table models. Built like the registry builds it, with a short timeout."""
+    from apps.agents.crypto import SecretDecryptionError, decrypt_secret
     from apps.agents.providers.base import ProviderError
     from apps.agents.providers.common import ClientOptions
     from apps.agents.providers.openai_compat import OpenAICompatClient
+    from apps.agents.providers.registry import resolve_base_url
 
-    client = OpenAICompatClient(
-        kind=ProviderKind.OLLAMA,
-        base_url=base_url,
-        options=ClientOptions.build(None, timeout=BOOTSTRAP_PROBE_TIMEOUT_SECONDS, max_retries=0),
-        name="ollama",
-        restrict_network=False,  # OLLAMA_HOST is the operator's setting, not a tenant's URL
-    )
     try:
+        client = OpenAICompatClient(
+            kind=platform.kind,
+            base_url=resolve_base_url(platform),
+            api_key=decrypt_secret(platform.api_key_encrypted),
+            options=ClientOptions.build(platform.options, timeout=BOOTSTRAP_PROBE_TIMEOUT_SECONDS, max_retries=0),
+            name=platform.name,
+            restrict_network=False,
+        )
         return [listing.id for listing in client.list_models()]
-    except ProviderError as exc:
-        logger.info("Ollama at %s is not reachable (%s); its provider starts with no models", base_url, exc)
+    except (ProviderError, SecretDecryptionError) as exc:
+        logger.info("platform provider %s is not reachable (%s); its links start with no models", platform.name, exc)
         return []

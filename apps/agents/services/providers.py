@@ -38,6 +38,9 @@ def provider_create(
     base_url = clean_base_url(base_url)
     if kind == ProviderKind.OPENAI_COMPATIBLE and not base_url:
         raise ValidationError({"base_url": ["An OpenAI-compatible provider needs the server's URL (…/v1)."]})
+    if kind == ProviderKind.OLLAMA and not base_url:
+        # Never the operator's OLLAMA_HOST: that one is a platform provider, linked, not borrowed.
+        raise ValidationError({"base_url": ["An Ollama provider needs its server's URL, e.g. http://ollama:11434/v1."]})
     options = clean_provider_options(options)
     api_key = (api_key or "").strip()
     with transaction.atomic():
@@ -68,6 +71,16 @@ def provider_create(
     return provider
 
 
+# What a tenant may change on a link to a platform provider; the rest belongs to the operator.
+LINK_EDITABLE = ("name", "enabled")
+LINK_REFUSAL = "This is a platform provider: its endpoint, headers and key are the operator's and cannot be changed."
+
+
+def refuse_if_linked(provider: Provider, *fields: str) -> None:
+    if provider.platform_id is not None and fields:
+        raise ValidationError({field: [LINK_REFUSAL] for field in fields})
+
+
 def provider_update(
     *,
     tenant: Tenant,
@@ -77,8 +90,18 @@ def provider_update(
     base_url: str | None = None,
     enabled: bool | None = None,
     options: dict[str, Any] | None = None,
+    api_key: str | None = None,
 ) -> Provider:
-    """Changes what is given. The kind cannot change: make a new provider instead."""
+    """Changes what is given. The kind cannot change: make a new provider instead.
+
+    A new base_url without `api_key` in the same call clears the stored key and header values:
+    a key is only ever sent to the endpoint it was given for. Header values in `options` that
+    equal the hint a response showed keep the stored value (a client may send back what it read).
+    A link to a platform provider changes only its name and `enabled`."""
+    refuse_if_linked(
+        provider,
+        *[f for f, v in (("base_url", base_url), ("options", options), ("api_key", api_key)) if v is not None],
+    )
     with transaction.atomic():
         locked = Provider.objects.select_for_update().get(pk=provider.pk, tenant=tenant)
         changed: dict[str, Any] = {}
@@ -89,32 +112,62 @@ def provider_update(
             changed["name"] = name
         if base_url is not None:
             cleaned = clean_base_url(base_url)
-            if locked.kind == ProviderKind.OPENAI_COMPATIBLE and not cleaned:
-                raise ValidationError({"base_url": ["An OpenAI-compatible provider needs the server's URL."]})
+            if locked.kind in (ProviderKind.OPENAI_COMPATIBLE, ProviderKind.OLLAMA) and not cleaned:
+                raise ValidationError({"base_url": ["This provider needs the server's URL."]})
             if cleaned != locked.base_url:
                 changed["base_url"] = cleaned
         if enabled is not None and enabled != locked.enabled:
             changed["enabled"] = enabled
         if options is not None:
-            cleaned_options = clean_provider_options(options)
+            cleaned_options = _keep_hinted_headers(
+                clean_provider_options(options), locked.options or {}, url_changes="base_url" in changed
+            )
             if cleaned_options != locked.options:
                 changed["options"] = cleaned_options
+        cleared: list[str] = []
+        if "base_url" in changed:
+            if api_key is None and locked.api_key_encrypted:
+                changed["api_key_encrypted"], changed["api_key_hint"] = "", ""
+                cleared.append("api_key")
+            current_options = changed.get("options", locked.options) or {}
+            if options is None and current_options.get("headers"):
+                changed["options"] = {k: v for k, v in current_options.items() if k != "headers"}
+                cleared.append("headers")
+        if api_key is not None:
+            api_key = api_key.strip()
+            if not api_key:
+                raise ValidationError({"api_key": ["Give the key; DELETE /api/providers/{name}/key removes it."]})
+            changed["api_key_encrypted"], changed["api_key_hint"] = encrypt_secret(api_key), mask_secret(api_key)
         if changed:
             for field, value in changed.items():
                 setattr(locked, field, value)
             locked.save(update_fields=[*changed, "updated_at"])
-            audit(
-                tenant=tenant,
-                actor=actor,
-                action=AuditAction.PROVIDER_UPDATED,
-                provider=locked,
-                data={"changed": sorted(changed)},
-            )
+            data: dict[str, Any] = {"changed": sorted(k for k in changed if k != "api_key_encrypted")}
+            if cleared:
+                data["cleared"] = cleared
+            audit(tenant=tenant, actor=actor, action=AuditAction.PROVIDER_UPDATED, provider=locked, data=data)
     return locked
 
 
+def _keep_hinted_headers(options: dict[str, Any], stored: dict[str, Any], *, url_changes: bool) -> dict[str, Any]:
+    headers = options.get("headers")
+    old = stored.get("headers") or {}
+    if not headers or not old:
+        return options
+    hinted = [name for name, value in headers.items() if name in old and value == mask_secret(old[name])]
+    if hinted and url_changes:
+        raise ValidationError(
+            {"options": {"headers": [f"The base_url changes: give the values of {', '.join(hinted)} again."]}}
+        )
+    kept = {
+        name: old[name] if name in old and value == mask_secret(old[name]) else value for name, value in headers.items()
+    }
+    return {**options, "headers": kept}
+
+
 def provider_delete(*, tenant: Tenant, actor: Actor, provider: Provider) -> None:
-    """Its catalog models go with it; agents that used them lose those role assignments."""
+    """Its catalog models go with it; agents that used them lose those role assignments. For a
+    link to a platform provider this unlinks it for this tenant only; the platform row stays."""
     from apps.agents.breaker import breaker_forget
 
     with transaction.atomic():
@@ -125,6 +178,7 @@ def provider_delete(*, tenant: Tenant, actor: Actor, provider: Provider) -> None
 
 
 def provider_set_key(*, tenant: Tenant, actor: Actor, provider: Provider, api_key: str) -> Provider:
+    refuse_if_linked(provider, "api_key")
     api_key = (api_key or "").strip()
     if not api_key:
         raise ValidationError({"api_key": ["Give the key; DELETE removes it."]})
@@ -139,6 +193,7 @@ def provider_set_key(*, tenant: Tenant, actor: Actor, provider: Provider, api_ke
 
 
 def provider_delete_key(*, tenant: Tenant, actor: Actor, provider: Provider) -> Provider:
+    refuse_if_linked(provider, "api_key")
     with transaction.atomic():
         locked = Provider.objects.select_for_update().get(pk=provider.pk, tenant=tenant)
         had_key = bool(locked.api_key_encrypted)
