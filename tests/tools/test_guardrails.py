@@ -8,7 +8,7 @@ import json
 import pytest
 from detect_secrets.plugins.keyword import DENYLIST
 
-from apps.tools.guardrails import _KEYWORD_HINTS, redact_secrets
+from apps.core.redaction import _KEYWORD_HINTS, redact_secrets
 
 AWS_KEY_ID = "AKIA" + "IOSFODNN7EXAMPLE"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"

@@ -1,0 +1,486 @@
+"""Secret redaction: credentials are replaced before anything stores them, sends them to a model,
+puts them in an event or writes them to a log.
+
+It lives in `core` because every layer needs it: memory (below tools) redacts what it stores, the
+log filter in `apps.core.logging` redacts every record, and `apps.tools.guardrails` adds what only
+tools and the turn engine use (JSON arguments, streamed text).
+
+detect-secrets does the recognising. Its plugins are used directly, in memory: `scan_line()` and
+`transient_settings()` would reconfigure a process-wide settings singleton on every call (a race
+between threads, and a cache flush each time; about 24 ms per 2 KB against about 1 ms here) and
+report secret values without positions. Here each plugin's `analyze_string()` says *whether* the
+text holds a secret of its kind, and its own `denylist` patterns say *where*.
+
+A handful of patterns cover what detect-secrets 1.5 misses and that shows up in chat: private
+key blocks across lines (its plugin only sees the BEGIN line), current model-provider keys
+(`sk-proj-...`, `sk-ant-...`), GitHub fine-grained tokens, this platform's own API keys, passwords
+in URLs with characters its basic-auth pattern stops at, and `token`/`Bearer` credentials.
+
+Ordinary prose, UUIDs and git SHAs are left alone: detect-secrets' entropy plugins (which would
+flag every hash) and its public-IP plugin (addresses are not secrets) are not used, and a value
+after a keyword ("password: ...") is only taken when it looks generated, not like a word.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from detect_secrets.filters.heuristic import is_prefixed_with_dollar_sign, is_sequential_string, is_templated_secret
+from detect_secrets.plugins.aws import AWSKeyDetector
+from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
+from detect_secrets.plugins.base import RegexBasedDetector
+from detect_secrets.plugins.basic_auth import BasicAuthDetector
+from detect_secrets.plugins.cloudant import CloudantDetector
+from detect_secrets.plugins.discord import DiscordBotTokenDetector
+from detect_secrets.plugins.github_token import GitHubTokenDetector
+from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
+from detect_secrets.plugins.ibm_cloud_iam import IbmCloudIamDetector
+from detect_secrets.plugins.ibm_cos_hmac import IbmCosHmacDetector
+from detect_secrets.plugins.jwt import JwtTokenDetector
+from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, DENYLIST, KeywordDetector
+from detect_secrets.plugins.mailchimp import MailchimpDetector
+from detect_secrets.plugins.npm import NpmDetector
+from detect_secrets.plugins.openai import OpenAIDetector
+from detect_secrets.plugins.pypi_token import PypiTokenDetector
+from detect_secrets.plugins.sendgrid import SendGridDetector
+from detect_secrets.plugins.slack import SlackDetector
+from detect_secrets.plugins.softlayer import SoftlayerDetector
+from detect_secrets.plugins.square_oauth import SquareOAuthDetector
+from detect_secrets.plugins.stripe import StripeDetector
+from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
+from detect_secrets.plugins.twilio import TwilioKeyDetector
+
+_MARKER = "[REDACTED"
+
+
+@dataclass(frozen=True)
+class Redaction:
+    text: str  # the input with every secret replaced by [REDACTED:<type>]
+    findings: list[dict[str, Any]] = field(default_factory=list)  # {"type", "start", "end"} in the input
+    redacted: bool = False
+
+
+def redact_secrets(text: str) -> Redaction:
+    if not text:
+        return Redaction(text=text or "")
+    spans = _merge(list(_find(text)))
+    if not spans:
+        return Redaction(text=text)
+    pieces, position = [], 0
+    for start, end, kind in spans:
+        pieces += [text[position:start], f"[REDACTED:{kind}]"]
+        position = end
+    pieces.append(text[position:])
+    findings = [{"type": kind, "start": start, "end": end} for start, end, kind in spans]
+    return Redaction(text="".join(pieces), findings=findings, redacted=True)
+
+
+def redact_text(text: str) -> str:
+    """The text with its secrets replaced: what storage, events, models and logs get."""
+    return redact_secrets(text).text if text else text
+
+
+# Keys whose value is a credential whatever it looks like by itself: in `{"api_key": "x7..."}`
+# the value alone has no keyword next to it for the text patterns to see.
+_SECRET_KEY_NAME = re.compile(
+    r"(?i)(pass(word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
+    r"auth(orization)?|credential|cookie|session[_-]?id|signature)"
+)
+
+
+def redact_data(value: Any, *, _key: str = "") -> Any:
+    """A JSON-like value (tool arguments, results) with every string redacted: each string by
+    the text patterns, and a generated-looking string under a secret-named key as a whole."""
+    if isinstance(value, str):
+        if _key and _SECRET_KEY_NAME.search(_key) and _looks_generated(value):
+            return f"[REDACTED:{_TYPE_NAMES[KeywordDetector]}]"
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: redact_data(item, _key=str(key)) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(item, _key=_key) for item in value]
+    return value
+
+
+# Query parameters that carry a credential in links people share: ?token=, ?key=, presigned
+# URLs' signatures. Their values are replaced, the parameter stays, so the URL still parses.
+_SECRET_QUERY_NAME = re.compile(
+    r"(?i)^(x-amz-(signature|credential|security-token)|.*(token|key|secret|pass(word)?|pwd|sig|signature|auth|"
+    r"credential|session).*)$"
+)
+
+
+def redact_url(url: str) -> str:
+    """A URL without credentials: the user and password before the host are dropped, secret
+    query values replaced by REDACTED, and whatever else the text patterns find redacted.
+
+    Image URLs are fetched by the model provider, so a credential in one would leave the
+    platform; dropping it may make the image unreadable, which is the lesser harm."""
+    if not url or not isinstance(url, str) or url.startswith("data:"):
+        return url  # inline data is the image itself, and scanning megabytes of base64 buys nothing
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    if not parts.scheme or not parts.netloc:
+        return redact_text(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(value and _SECRET_QUERY_NAME.match(name) for name, value in pairs):
+        # Re-encoded only when something is replaced: an untouched URL keeps its exact spelling.
+        query = urlencode(
+            [(name, "REDACTED" if value and _SECRET_QUERY_NAME.match(name) else value) for name, value in pairs],
+            safe="/:",
+        )
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+# --- detect-secrets ------------------------------------------------------------------------------
+
+# Plugins for credentials with a recognisable format. Left out on purpose: the high-entropy
+# plugins (every git SHA and checksum would go), IPPublicDetector (an address is not a secret),
+# ArtifactoryDetector (its "AP…" pattern takes long upper-case words) and PrivateKeyDetector
+# (it marks only the BEGIN line; _PRIVATE_KEY_BLOCK below takes the whole key).
+_FORMAT_DETECTORS: tuple[RegexBasedDetector, ...] = (
+    AWSKeyDetector(),
+    AzureStorageKeyDetector(),
+    BasicAuthDetector(),
+    CloudantDetector(),
+    DiscordBotTokenDetector(),
+    GitHubTokenDetector(),
+    GitLabTokenDetector(),
+    IbmCloudIamDetector(),
+    IbmCosHmacDetector(),
+    JwtTokenDetector(),
+    MailchimpDetector(),
+    NpmDetector(),
+    OpenAIDetector(),
+    PypiTokenDetector(),
+    SendGridDetector(),
+    SlackDetector(),
+    SoftlayerDetector(),
+    SquareOAuthDetector(),
+    StripeDetector(),
+    TelegramBotTokenDetector(),
+    TwilioKeyDetector(),
+)
+# In most patterns a capture group is the secret after a label ("aws_secret = '<group>'"); in
+# these two it is the token's prefix ("ghp"), so the whole match is the secret.
+_GROUP_IS_A_PREFIX = (GitHubTokenDetector, GitLabTokenDetector)
+# Some patterns stop early: the JWT one lazily before the signature, the Slack one at the first
+# upper-case letter. A format match therefore extends to the end of the token it starts.
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=.]*")
+_KEYWORDS = KeywordDetector()
+# Every keyword pattern needs one of the plugin's keywords (api_key, db_pass, passwd, pwd, secret,
+# contraseña, ...) and one of `:`, `=` or `;` (as in "password: x", "x == password",
+# "PASSWORD 'x';"); checking for those with one search first spares ordinary chat lines the
+# plugin's patterns, which would take most of the time. Built from the plugin's own DENYLIST, so
+# an upgrade that adds a keyword is covered.
+_KEYWORD_HINT = re.compile("|".join(DENYLIST), re.IGNORECASE)
+# Each DENYLIST entry holds one of these; a substring test finds them far faster than the
+# alternation above, which then only checks the few characters around each hit ("api_key", not
+# "the key points"). A test keeps that true when detect-secrets is upgraded.
+_KEYWORD_HINTS = ("key", "pass", "pwd", "secret", "contrase")
+_HINT_REACH = 10  # the longest text a DENYLIST entry has before or after its hint ("database_")
+_ASSIGNMENT_HINT = re.compile(r"[:=;]")
+# Every format detect-secrets knows (and the key patterns below) spans a run of at least 16
+# token characters: AWS ids are 20, GitHub tokens 40, Telegram's secret half 35, JWTs and key
+# blocks far more. Text without such a run (and without "://", for passwords in URLs) cannot
+# hold one, so the 21 plugins are skipped: most chat lines and many tool results. A run of only
+# lower-case letters is a long word ("responsibilities"), not a token.
+_CANDIDATE_RUN = re.compile(r"[A-Za-z0-9_\-+/=.]{16,}")
+_LONGEST_WORD = 24
+# What each plugin's patterns cannot match without (lower-cased): a literal prefix or a label.
+# Checked with substring tests, which cost microseconds where the patterns cost up to a
+# millisecond per 4 KB; tests/tools/test_guardrails.py has a secret of every kind to keep these
+# honest when detect-secrets is upgraded.
+_LABEL_WORDS = ("key", "pw", "pass", "token", "secret")
+_NEEDS: dict[type, tuple[str, ...]] = {
+    AWSKeyDetector: ("a3t", "abia", "acca", "akia", "asia", "aws"),
+    AzureStorageKeyDetector: ("accountkey=",),
+    BasicAuthDetector: ("://",),
+    CloudantDetector: (*_LABEL_WORDS, "cloudant.com"),
+    DiscordBotTokenDetector: (".",),
+    GitHubTokenDetector: ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    GitLabTokenDetector: (
+        "glpat-",
+        "gldt-",
+        "glft-",
+        "glsoat-",
+        "glrt-",
+        "gr1348941",
+        "glcbt-",
+        "glimt-",
+        "glptt-",
+        "glagent-",
+        "gloas-",
+    ),
+    IbmCloudIamDetector: _LABEL_WORDS,
+    IbmCosHmacDetector: ("secret",),
+    JwtTokenDetector: ("eyj",),
+    MailchimpDetector: ("-us",),
+    NpmDetector: ("_authtoken",),
+    OpenAIDetector: ("t3blbkfj",),
+    PypiTokenDetector: ("pypi-",),
+    SendGridDetector: ("sg.",),
+    SlackDetector: ("xox", "hooks.slack.com"),
+    SoftlayerDetector: (*_LABEL_WORDS, "softlayer.com"),
+    SquareOAuthDetector: ("sq0csp-",),
+    StripeDetector: ("k_live_",),
+    TelegramBotTokenDetector: (":",),
+    TwilioKeyDetector: ("ac", "sk"),
+}
+# These four look for a value after a label (`cloudant_password = ...`, `ibm_api_key: ...`) with
+# patterns that cost more than the other seventeen together; they run only on the stretch of
+# text around each label word, which is where their label and value must be.
+_LABELLED_DETECTORS = (CloudantDetector, IbmCloudIamDetector, IbmCosHmacDetector, SoftlayerDetector)
+# Characters before a label word (its prefix, "ibm_cloud_iam_api_") and after it (`" = '` and a
+# value of up to 64 characters).
+_LABEL_REACH = (48, 160)
+_LABELLED_VALUE = re.compile(r"[a-z0-9_\-]{24}")  # their shortest value, on lower-cased text
+_WHOLE_MATCH_NEEDS = {
+    "private_key": ("private key", "putty-user-key-file-"),
+    "model_provider_key": ("sk-",),
+    "github_token": ("github_pat_",),
+    "platform_api_key": ("ap_",),
+}
+
+
+def _type_name(secret_type: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", secret_type.lower()).strip("_")
+
+
+_TYPE_NAMES = {type(d): _type_name(d.secret_type) for d in (*_FORMAT_DETECTORS, _KEYWORDS)}
+
+
+def _find(text: str) -> Iterator[tuple[int, int, str]]:
+    """Every finding, detect-secrets' first: on equal spans the first one found names the secret,
+    and its names are the more specific."""
+    if _may_hold_token(text):
+        # The format patterns never cross a line break, so one pass over the whole text finds what
+        # a pass per line would, with a twentieth of the calls.
+        folded = text.casefold()
+        for detector in _FORMAT_DETECTORS:
+            if not any(needed in folded for needed in _NEEDS[type(detector)]):
+                continue
+            if isinstance(detector, _LABELLED_DETECTORS):
+                for start, end in _label_windows(folded):
+                    for span_start, span_end, kind in _format_findings(detector, text[start:end]):
+                        yield start + span_start, start + span_end, kind
+            else:
+                yield from _format_findings(detector, text)
+        yield from _find_whole_matches(text, folded)
+    yield from _find_with_patterns(text)
+    # The keyword patterns do cross line breaks (`[^\v...]` runs on), so they go line by line,
+    # and only over lines that have a keyword and an assignment-like character in them.
+    if not _has_keyword(text):
+        return
+    offset = 0
+    for line in text.split("\n"):
+        if _ASSIGNMENT_HINT.search(line) and _has_keyword(line):
+            for value in _KEYWORDS.analyze_string(line, denylist_regex_to_group=CONFIG_DENYLIST_REGEX_TO_GROUP):
+                span = _keyword_value_span(line, value)
+                if span:
+                    yield offset + span[0], offset + span[1], _TYPE_NAMES[KeywordDetector]
+        offset += len(line) + 1
+
+
+def _may_hold_token(text: str) -> bool:
+    if "://" in text:
+        return True
+    for match in _CANDIDATE_RUN.finditer(text):
+        run = match.group()
+        if len(run) >= _LONGEST_WORD or not (run.isalpha() and run.islower()):
+            return True
+    return False
+
+
+def _has_keyword(text: str) -> bool:
+    folded = text.casefold()
+    for hint in _KEYWORD_HINTS:
+        at = folded.find(hint)
+        while at >= 0:
+            if _KEYWORD_HINT.search(folded, max(0, at - _HINT_REACH), at + len(hint) + _HINT_REACH):
+                return True
+            at = folded.find(hint, at + 1)
+    return False
+
+
+def _format_findings(detector: RegexBasedDetector, text: str) -> Iterator[tuple[int, int, str]]:
+    reported = set(detector.analyze_string(text))
+    if not reported:
+        return
+    for pattern in detector.denylist:
+        for match in pattern.finditer(text):
+            # analyze_string() applies the plugin's own checks (a JWT must decode); only matches
+            # whose value it reported count.
+            if not reported.intersection(g for g in (match.group(0), *match.groups()) if g):
+                continue
+            span = _format_span(detector, pattern, match, text)
+            if span:
+                yield span
+
+
+def _label_windows(folded: str) -> list[tuple[int, int]]:
+    """The stretches around each label word that is followed by a value long enough for these
+    plugins (24 characters at least), overlapping ones joined."""
+    before, after = _LABEL_REACH
+    hits = sorted(match.start() for word in _LABEL_WORDS for match in re.finditer(re.escape(word), folded))
+    windows: list[tuple[int, int]] = []
+    for hit in hits:
+        if not _LABELLED_VALUE.search(folded, hit, hit + after):
+            continue
+        start, end = max(0, hit - before), min(len(folded), hit + after)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _format_span(
+    detector: RegexBasedDetector, pattern: re.Pattern, match: re.Match, text: str
+) -> tuple[int, int, str] | None:
+    kind = _TYPE_NAMES[type(detector)]
+    if pattern.groups and not isinstance(detector, _GROUP_IS_A_PREFIX) and match.group(1):
+        # A labelled value: "https://user:<password>@host" in documentation is not a secret.
+        return None if _is_placeholder(match.group(1)) else (match.start(1), match.end(1), kind)
+    end = _TOKEN_TAIL.match(text, match.end()).end()
+    while end > match.end() and text[end - 1] == ".":  # a sentence's full stop is not the token's
+        end -= 1
+    return match.start(), end, kind
+
+
+def _keyword_value_span(line: str, value: str) -> tuple[int, int] | None:
+    """Where the value after a secret keyword is, if it looks like a credential rather than prose.
+
+    The keyword plugin's value runs to the end of the line when unquoted ("password: it must be
+    long"), so an unquoted value is cut at the first space or `&` (a URL query)."""
+    start = line.find(value)
+    if start < 0:
+        return None
+    end = start + len(value)
+    quoted = start > 0 and line[start - 1] in "'\"`" and line[end : end + 1] == line[start - 1]
+    if not quoted:
+        value = re.split(r"[\s&]", value, maxsplit=1)[0].rstrip(".,;")
+    return (start, start + len(value)) if _looks_generated(value) else None
+
+
+# --- patterns for what detect-secrets misses ------------------------------------------------------
+
+# A key block from BEGIN to its END line, also when JSON-escaped ("\\n" as two characters) or
+# pasted with its line breaks turned into spaces.
+_KEY_BEGIN = r"-{4,5} ?BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?) ?-{4,5}"
+_PRIVATE_KEY_BLOCK = re.compile(_KEY_BEGIN + r"[A-Za-z0-9+/=:,.\\\-\s]*?-{4,5} ?END \1PRIVATE KEY\2 ?-{4,5}")
+# A key pasted without its END line: the BEGIN line and the base64 lines (and "Proc-Type: ..."
+# headers) that follow it. Base64 lines are long; prose after the paste ends the match.
+_PRIVATE_KEY_TRUNCATED = re.compile(
+    _KEY_BEGIN + r"""(?:(?:\s|\\[rn])+(?:[A-Za-z0-9+/=]{16,}|[A-Za-z][\w-]*: [^\r\n\\"']*))+"""
+)
+_PUTTY_KEY = re.compile(r"PuTTY-User-Key-File-\d+:[\s\S]*?(?:Private-MAC: *[0-9a-fA-F]+|\Z)")
+# OpenAI project/service keys and Anthropic keys; the detect-secrets plugin knows only OpenAI's
+# older "T3BlbkFJ" format. A digit is required so words like "sk-learn-..." stay.
+_MODEL_PROVIDER_KEY = re.compile(r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{32,}")
+_GITHUB_FINE_GRAINED = re.compile(r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{50,}")
+# apps.tenancy.models.ApiKey: "ap_" + 8-character prefix + "." + 40-character secret.
+_PLATFORM_KEY = re.compile(r"(?<![A-Za-z0-9_])ap_[A-Za-z0-9]{8}\.[A-Za-z0-9]{40}(?![A-Za-z0-9])")
+# scheme://user:password@host, where the password may hold the characters the basic-auth
+# plugin excludes (!$&'()*+,;= and a stray @); the password is the last ":...@" of the authority.
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]+:([^\s/?#]+)@(?=[^\s/?#@])")
+# "token" is not among detect-secrets' keywords; bearer tokens in pasted curl commands are common.
+_TOKEN_ASSIGNMENT = re.compile(r"""(?i)\b[\w-]*token["']?\s*[:=]\s*(["']?)([^\s"'&,;]+)\1""")
+_BEARER = re.compile(r"(?i)\bBearer\s+([A-Za-z0-9\-._~+/]+=*)")
+
+_WHOLE_MATCH_PATTERNS = (
+    (_PRIVATE_KEY_BLOCK, "private_key"),
+    (_PRIVATE_KEY_TRUNCATED, "private_key"),
+    (_PUTTY_KEY, "private_key"),
+    (_MODEL_PROVIDER_KEY, "model_provider_key"),
+    (_GITHUB_FINE_GRAINED, "github_token"),
+    (_PLATFORM_KEY, "platform_api_key"),
+)
+
+
+def _find_whole_matches(text: str, folded: str) -> Iterator[tuple[int, int, str]]:
+    for pattern, kind in _WHOLE_MATCH_PATTERNS:
+        if not any(needed in folded for needed in _WHOLE_MATCH_NEEDS[kind]):
+            continue
+        for match in pattern.finditer(text):
+            yield match.start(), match.end(), kind
+
+
+def _find_with_patterns(text: str) -> Iterator[tuple[int, int, str]]:
+    # The cheap substring checks first spare the patterns below a scan of every word.
+    if "://" in text and "@" in text:
+        for match in _URL_PASSWORD.finditer(text):
+            if not _is_placeholder(match.group(1)):
+                yield match.start(1), match.end(1), "basic_auth_credentials"
+    folded = text.casefold()
+    if "token" in folded:
+        for match in _TOKEN_ASSIGNMENT.finditer(text):
+            if _looks_generated(match.group(2)):
+                yield match.start(2), match.end(2), "secret_keyword"
+    if "bearer" in folded:
+        for match in _BEARER.finditer(text):
+            value = match.group(1)
+            if len(value) >= 16 and _looks_generated(value):
+                yield match.start(1), match.end(1), "bearer_token"
+
+
+# --- heuristics ----------------------------------------------------------------------------------
+
+
+def _is_placeholder(value: str) -> bool:
+    """`<password>`, `${TOKEN}`, `$PASSWORD`, `****`: examples, not secrets (detect-secrets' filters).
+    Our own `[REDACTED:...]` markers too, so redacting twice changes nothing."""
+    return (
+        is_templated_secret(value)
+        or is_prefixed_with_dollar_sign(value)
+        or not re.search(r"[A-Za-z0-9]", value)
+        or _MARKER in value
+    )
+
+
+def _looks_generated(value: str) -> bool:
+    """A value after a keyword that reads like a credential: long enough, mixed like a password
+    (a digit, or three of lower/upper/digit/symbol) and not repetitive. Words ("Consistency"),
+    constants ("YOUR_API_KEY") and placeholders stay."""
+    if len(value) < 8 or _is_placeholder(value) or is_sequential_string(value):
+        return False
+    classes = sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+            any(not c.isalnum() for c in value),
+        )
+    )
+    has_digit = any(c.isdigit() for c in value)
+    if not (has_digit or classes >= 3):
+        return False
+    return _entropy(value) >= 2.5
+
+
+def _entropy(value: str) -> float:
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping findings (two detectors on one token) become one; the earliest-starting,
+    then longest, names it."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, kind in sorted(spans, key=lambda s: (s[0], -s[1])):
+        if merged and start < merged[-1][1]:
+            last_start, last_end, last_kind = merged[-1]
+            merged[-1] = (last_start, max(last_end, end), last_kind)
+        else:
+            merged.append((start, end, kind))
+    return merged
