@@ -16,7 +16,7 @@ from apps.conversations.models import ChatSession, Feedback, Message, Turn
 from apps.core.errors import Conflict
 from apps.events import types as event_types
 from apps.events.services import publish
-from apps.tools.guardrails import redact_secrets
+from apps.tools.guardrails import redact_secrets, redact_url
 
 
 class BudgetExhausted(Exception):
@@ -98,7 +98,8 @@ def check_monthly_budget(*, tenant) -> None:
 
 
 def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Secrets in text parts are replaced before anything stores or sends them."""
+    """Secrets in text parts, and credentials in the URLs of image and file parts
+    (`https://user:pass@host/x.png`, `?token=`), are replaced before anything stores or sends them."""
     clean, findings = [], []
     for part in parts:
         if part.get("type") == "text" and part.get("text"):
@@ -106,6 +107,13 @@ def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
             if redaction.redacted:
                 findings += [{"type": f["type"]} for f in redaction.findings]
                 part = {**part, "text": redaction.text}
+        for field in ("url", "ref"):
+            value = part.get(field)
+            if isinstance(value, str) and value:
+                cleaned = redact_url(value)
+                if cleaned != value:
+                    findings.append({"type": "url_credentials"})
+                    part = {**part, field: cleaned}
         clean.append(part)
     return clean, findings
 
