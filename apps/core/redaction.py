@@ -241,6 +241,7 @@ _NEEDS: dict[type, tuple[str, ...]] = {
 # patterns that cost more than the other seventeen together; they run only on the stretch of
 # text around each label word, which is where their label and value must be.
 _LABELLED_DETECTORS = (CloudantDetector, IbmCloudIamDetector, IbmCosHmacDetector, SoftlayerDetector)
+_LABELLED_HOSTS = ("cloudant.com", "softlayer.com")  # their URL patterns: the whole text is scanned
 # Characters before a label word (its prefix, "ibm_cloud_iam_api_") and after it (`" = '` and a
 # value of up to 64 characters).
 _LABEL_REACH = (48, 160)
@@ -270,7 +271,7 @@ def _find(text: str) -> Iterator[tuple[int, int, str]]:
         for detector in _FORMAT_DETECTORS:
             if not any(needed in folded for needed in _NEEDS[type(detector)]):
                 continue
-            if isinstance(detector, _LABELLED_DETECTORS):
+            if isinstance(detector, _LABELLED_DETECTORS) and not any(host in folded for host in _LABELLED_HOSTS):
                 for start, end in _label_windows(folded):
                     for span_start, span_end, kind in _format_findings(detector, text[start:end]):
                         yield start + span_start, start + span_end, kind
