@@ -24,7 +24,7 @@ import jsonschema
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from apps.core.redaction import redact_text
+from apps.core.redaction import redact_data, redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -235,15 +235,29 @@ def execute_tool(*, tool: Tool, arguments: dict[str, Any], context: ToolContext)
             "Tool %s failed (tenant=%s turn=%s)", tool.name, getattr(context.tenant, "pk", None), context.turn_id
         )
         return failed(f"Tool failed: {type(exc).__name__}")
-    # Redacted before it is cut: a secret straddling the cut would otherwise survive in half. Only
-    # a little past the cut is scanned, so a megabyte page costs no megabyte scan.
     full_length = len(output)
-    output = redact_text(output[: settings.TOOL_OUTPUT_MAX_CHARS + _REDACT_PAST_CAP])
+    output = _redact_output(result, output, settings.TOOL_OUTPUT_MAX_CHARS)
     output, truncated = _cap_output(output, settings.TOOL_OUTPUT_MAX_CHARS, total=full_length)
     return ToolOutcome(ok=True, output=output, duration_ms=_ms_since(started), truncated=truncated, data=result)
 
 
 _REDACT_PAST_CAP = 1024
+
+
+def _redact_output(result: Any, output: str, max_chars: int) -> str:
+    """Secrets out of what a tool returns (a web page, an MCP server's answer, a file), before
+    the output is stored, published or shown to the model. `data`, the raw value, stays in memory
+    for the caller and is never stored.
+
+    A structured result is redacted value by value and then encoded: in its JSON text a quoted
+    secret (`password = "..."` in a page) has its quotes escaped, and the patterns miss it. Text,
+    and JSON too long to be shown whole, is redacted as text up to a little past the cut: before
+    the cut, or a secret straddling it would survive in half; not further, so a megabyte page
+    costs no megabyte scan."""
+    limit = max_chars + _REDACT_PAST_CAP
+    if not isinstance(result, str) and len(output) <= limit:
+        return json.dumps(redact_data(result), default=str, ensure_ascii=False)
+    return redact_text(output[:limit])  # past the limit is past the cut: never shown
 
 
 def _argument_problem(tool: Tool, arguments: Any) -> str:
@@ -276,7 +290,7 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
 
 
 def _cap_output(output: str, max_chars: int, *, total: int | None = None) -> tuple[str, bool]:
-    """`total` is the length before redaction and the scan limit shortened it."""
+    """`total`: the length before redaction (and the scan limit) changed it, for the marker."""
     total = len(output) if total is None else total
     if total <= max_chars and len(output) <= max_chars:
         return output, False
