@@ -190,52 +190,60 @@ _KEYWORD_HINT = re.compile("|".join(DENYLIST), re.IGNORECASE)
 _KEYWORD_HINTS = ("key", "pass", "pwd", "secret", "contrase")
 _HINT_REACH = 10  # the longest text a DENYLIST entry has before or after its hint ("database_")
 _ASSIGNMENT_HINT = re.compile(r"[:=;]")
-# Every format detect-secrets knows (and the key patterns below) spans a run of at least 16
-# token characters: AWS ids are 20, GitHub tokens 40, Telegram's secret half 35, JWTs and key
-# blocks far more. Text without such a run (and without "://", for passwords in URLs) cannot
-# hold one, so the 21 plugins are skipped: most chat lines and many tool results. A run of only
-# lower-case letters is a long word ("responsibilities"), not a token.
-_CANDIDATE_RUN = re.compile(r"[A-Za-z0-9_\-+/=.]{16,}")
+# Every format detect-secrets knows (and the key patterns below) spans a run of token
+# characters: AWS ids are 20, GitHub tokens 40, Telegram's secret half 35, JWTs and key blocks far
+# more. Text without a run of 16 (and without "://", for passwords in URLs) cannot hold one, so the
+# 21 plugins are skipped: most chat lines and many tool results. A run of only lower-case letters
+# is a long word ("responsibilities"), not a token. `_WIDE_RUN` takes `/` and `.` too (AWS secrets,
+# JWTs, Azure keys); `_NARROW_RUN` does not, so a URL is no 40-character run for GitHub's pattern.
+_WIDE_RUN = re.compile(r"[A-Za-z0-9_\-+/=.]{16,}")
+_NARROW_RUN = re.compile(r"[A-Za-z0-9_\-+=]{16,}")
 _LONGEST_WORD = 24
-# What each plugin's patterns cannot match without (lower-cased): a literal prefix or a label.
-# Checked with substring tests, which cost microseconds where the patterns cost up to a
-# millisecond per 4 KB; tests/tools/test_guardrails.py has a secret of every kind to keep these
-# honest when detect-secrets is upgraded.
+# What each plugin's patterns cannot match without: one of these substrings (lower-cased; a
+# literal prefix or a label) and a run of this kind and length (each pattern's shortest match).
+# Substring tests and two run scans cost microseconds where the patterns cost up to a millisecond
+# per 4 KB; tests/tools/test_guardrails.py has a secret of every kind to keep these honest when
+# detect-secrets is upgraded.
 _LABEL_WORDS = ("key", "pw", "pass", "token", "secret")
-_NEEDS: dict[type, tuple[str, ...]] = {
-    AWSKeyDetector: ("a3t", "abia", "acca", "akia", "asia", "aws"),
-    AzureStorageKeyDetector: ("accountkey=",),
-    BasicAuthDetector: ("://",),
-    CloudantDetector: (*_LABEL_WORDS, "cloudant.com"),
-    DiscordBotTokenDetector: (".",),
-    GitHubTokenDetector: ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+_WIDE, _NARROW = "wide", "narrow"
+_NEEDS: dict[type, tuple[tuple[str, ...], str, int]] = {
+    AWSKeyDetector: (("a3t", "abia", "acca", "akia", "asia", "aws"), _WIDE, 20),
+    AzureStorageKeyDetector: (("accountkey=",), _WIDE, 99),
+    BasicAuthDetector: (("@",), _WIDE, 0),
+    CloudantDetector: ((*_LABEL_WORDS, "cloudant.com"), _NARROW, 24),
+    DiscordBotTokenDetector: ((".",), _WIDE, 59),
+    GitHubTokenDetector: (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), _NARROW, 40),
     GitLabTokenDetector: (
-        "glpat-",
-        "gldt-",
-        "glft-",
-        "glsoat-",
-        "glrt-",
-        "gr1348941",
-        "glcbt-",
-        "glimt-",
-        "glptt-",
-        "glagent-",
-        "gloas-",
+        (
+            "glpat-",
+            "gldt-",
+            "glft-",
+            "glsoat-",
+            "glrt-",
+            "gr1348941",
+            "glcbt-",
+            "glimt-",
+            "glptt-",
+            "glagent-",
+            "gloas-",
+        ),
+        _NARROW,
+        25,
     ),
-    IbmCloudIamDetector: _LABEL_WORDS,
-    IbmCosHmacDetector: ("secret",),
-    JwtTokenDetector: ("eyj",),
-    MailchimpDetector: ("-us",),
-    NpmDetector: ("_authtoken",),
-    OpenAIDetector: ("t3blbkfj",),
-    PypiTokenDetector: ("pypi-",),
-    SendGridDetector: ("sg.",),
-    SlackDetector: ("xox", "hooks.slack.com"),
-    SoftlayerDetector: (*_LABEL_WORDS, "softlayer.com"),
-    SquareOAuthDetector: ("sq0csp-",),
-    StripeDetector: ("k_live_",),
-    TelegramBotTokenDetector: (":",),
-    TwilioKeyDetector: ("ac", "sk"),
+    IbmCloudIamDetector: (_LABEL_WORDS, _NARROW, 44),
+    IbmCosHmacDetector: (("secret",), _NARROW, 48),
+    JwtTokenDetector: (("eyj",), _WIDE, 16),
+    MailchimpDetector: (("-us",), _NARROW, 32),
+    NpmDetector: (("_authtoken",), _WIDE, 0),
+    OpenAIDetector: (("t3blbkfj",), _NARROW, 48),
+    PypiTokenDetector: (("pypi-",), _NARROW, 85),
+    SendGridDetector: (("sg.",), _WIDE, 69),
+    SlackDetector: (("xox", "hooks.slack.com"), _WIDE, 0),
+    SoftlayerDetector: ((*_LABEL_WORDS, "softlayer.com"), _NARROW, 24),
+    SquareOAuthDetector: (("sq0csp-",), _NARROW, 50),
+    StripeDetector: (("k_live_",), _NARROW, 32),
+    TelegramBotTokenDetector: ((":",), _NARROW, 35),
+    TwilioKeyDetector: (("ac", "sk"), _NARROW, 34),
 }
 # These four look for a value after a label (`cloudant_password = ...`, `ibm_api_key: ...`) with
 # patterns that cost more than the other seventeen together; they run only on the stretch of
@@ -264,12 +272,14 @@ _TYPE_NAMES = {type(d): _type_name(d.secret_type) for d in (*_FORMAT_DETECTORS, 
 def _find(text: str) -> Iterator[tuple[int, int, str]]:
     """Every finding, detect-secrets' first: on equal spans the first one found names the secret,
     and its names are the more specific."""
-    if _may_hold_token(text):
+    runs = _token_runs(text)
+    if runs is not None:
         # The format patterns never cross a line break, so one pass over the whole text finds what
         # a pass per line would, with a twentieth of the calls.
         folded = text.casefold()
         for detector in _FORMAT_DETECTORS:
-            if not any(needed in folded for needed in _NEEDS[type(detector)]):
+            needs, run_kind, shortest = _NEEDS[type(detector)]
+            if runs[run_kind] < shortest or not any(needed in folded for needed in needs):
                 continue
             if isinstance(detector, _LABELLED_DETECTORS) and not any(host in folded for host in _LABELLED_HOSTS):
                 for start, end in _label_windows(folded):
@@ -293,25 +303,45 @@ def _find(text: str) -> Iterator[tuple[int, int, str]]:
         offset += len(line) + 1
 
 
-def _may_hold_token(text: str) -> bool:
-    if "://" in text:
-        return True
-    for match in _CANDIDATE_RUN.finditer(text):
-        run = match.group()
-        if len(run) >= _LONGEST_WORD or not (run.isalpha() and run.islower()):
-            return True
-    return False
+def _token_runs(text: str) -> dict[str, int] | None:
+    """The longest wide and narrow token runs in `text`, or None when it holds neither a run of
+    16 nor "://" (then no plugin can match)."""
+    wide = _longest_run(_WIDE_RUN, text)
+    if not wide and "://" not in text:
+        return None
+    return {_WIDE: wide, _NARROW: _longest_run(_NARROW_RUN, text) if wide else 0}
+
+
+def _longest_run(pattern: re.Pattern, text: str) -> int:
+    return max(
+        (
+            len(run)
+            for run in pattern.findall(text)
+            if len(run) >= _LONGEST_WORD or not (run.isalpha() and run.islower())
+        ),
+        default=0,
+    )
 
 
 def _has_keyword(text: str) -> bool:
+    return _keyword_match(text) is not None
+
+
+def _keyword_match(text: str) -> re.Match | None:
+    """The first of detect-secrets' keywords in `text`."""
     folded = text.casefold()
+    if len(folded) != len(text):  # "ß" folds to "ss": positions would not line up (rare)
+        return _KEYWORD_HINT.search(text)
+    first = None
     for hint in _KEYWORD_HINTS:
         at = folded.find(hint)
-        while at >= 0:
-            if _KEYWORD_HINT.search(folded, max(0, at - _HINT_REACH), at + len(hint) + _HINT_REACH):
-                return True
+        while at >= 0 and (first is None or at < first.start()):
+            found = _KEYWORD_HINT.search(text, max(0, at - _HINT_REACH), at + len(hint) + _HINT_REACH)
+            if found is not None:
+                first = found if first is None or found.start() < first.start() else first
+                break
             at = folded.find(hint, at + 1)
-    return False
+    return first
 
 
 def _format_findings(detector: RegexBasedDetector, text: str) -> Iterator[tuple[int, int, str]]:

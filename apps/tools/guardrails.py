@@ -13,8 +13,8 @@ import re
 
 from apps.core.redaction import (
     _ASSIGNMENT_HINT,
-    _KEYWORD_HINT,
     Redaction,
+    _keyword_match,
     redact_data,
     redact_secrets,
     redact_text,
@@ -45,7 +45,7 @@ class StreamRedactor:
     far; the release at the end (`final=True`) lets out whatever was held.
     """
 
-    CONTEXT_CHARS = 512
+    CONTEXT_CHARS = 256
 
     def __init__(self) -> None:
         self._text = ""
@@ -63,7 +63,7 @@ class StreamRedactor:
         end = len(text) if final else self._safe_end()
         if end <= released:
             return ""
-        start = max(text.rfind("\n", 0, released) + 1, released - self.CONTEXT_CHARS)
+        start = _context_start(text, released, self.CONTEXT_CHARS)
         window = text[start:end]
         redaction = redact_secrets(window)
         self._released = end
@@ -95,6 +95,21 @@ class StreamRedactor:
         return max(end, released)
 
 
+# What the released text before a value may hold that makes the value a secret: a keyword
+# ("password: "), a header ("Bearer "), a `token=` label, or the label words of the labelled
+# detect-secrets plugins. Without one, the new text is redacted on its own.
+_LABEL_HINTS = ("key", "pass", "pwd", "pw", "secret", "token", "bearer", "auth", "contrase")
+
+
+def _context_start(text: str, released: int, reach: int) -> int:
+    """Where the window redacted with the next release starts: at `released` when the line's
+    released part holds no label (most batches), else up to `reach` characters back."""
+    start = max(text.rfind("\n", 0, released) + 1, released - reach)
+    if start < released and any(hint in text[start:released].casefold() for hint in _LABEL_HINTS):
+        return start
+    return released
+
+
 def _open_block(text: str, released: int, end: int) -> int | None:
     """Where an unreleased key block starts whose END line does not lie wholly before `end`."""
     for match in _BLOCK_START.finditer(text, released, end):
@@ -108,7 +123,7 @@ def _open_quoted_value(text: str, start: int, end: int) -> int | None:
     """On the line text[start:end], where a secret keyword starts that is followed by an
     assignment and a quote not closed before `end`."""
     line = text[start:end]
-    keyword = _KEYWORD_HINT.search(line)
+    keyword = _keyword_match(line)
     if keyword is None or not _ASSIGNMENT_HINT.search(line, keyword.end()):
         return None
     rest = line[keyword.end() :]
