@@ -403,3 +403,11 @@ def test_every_configured_handler_carries_the_filter():
     configured = [h for h in handlers if h is not None and h.get_name()] + logging.getLogger("django").handlers
     assert {"console", "mail_admins"} <= {h.get_name() for h in configured}
     assert all(any(isinstance(f, RedactingFilter) for f in h.filters) for h in configured)
+
+
+def test_every_keyword_value_on_a_line_is_redacted_not_only_the_first():
+    text = 'password = "Xk9#mQ2vLp8!" and secret = "Ab3dE5fG7hJ9kL1m"; user: easy, db_password: Q7w8E9r0T1y2'
+    assert redact_text(text) == (
+        'password = "[REDACTED:secret_keyword]" and secret = "[REDACTED:secret_keyword]"; '
+        "user: easy, db_password: [REDACTED:secret_keyword]"
+    )
