@@ -89,7 +89,9 @@ def test_secrets_reach_the_server_as_environment_and_are_never_shown(tenant, own
     assert created.status_code == 201
     assert "s3cr3t-value" not in created.content.decode()
     assert created.json()["secrets"] == {"env": ["DEMO_TOKEN"]}
-    assert call(tenant, "demo__secret_env").output == "DEMO_MODE=plain,DEMO_TOKEN=s3cr3t-value"
+    outcome = call(tenant, "demo__secret_env")
+    assert outcome.data == "DEMO_MODE=plain,DEMO_TOKEN=s3cr3t-value"  # the server had it
+    assert outcome.output == "DEMO_MODE=plain,DEMO_TOKEN=[REDACTED:secret_keyword]"  # what is kept and shown
     assert "s3cr3t-value" not in owner_client.get("/api/plugins").content.decode()
 
 
