@@ -411,3 +411,17 @@ def test_every_keyword_value_on_a_line_is_redacted_not_only_the_first():
         'password = "[REDACTED:secret_keyword]" and secret = "[REDACTED:secret_keyword]"; '
         "user: easy, db_password: [REDACTED:secret_keyword]"
     )
+
+
+def test_the_celery_worker_handlers_get_the_filter():
+    """The worker replaces the root logger's handlers with its own and says so with a signal."""
+    from celery.signals import after_setup_logger
+
+    import agentplatform.celery  # noqa: F401 - connects the receiver
+
+    logger = logging.getLogger("tests.redaction.worker")
+    handler = logging.StreamHandler()
+    logger.handlers = [handler]
+    after_setup_logger.send(sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="", colorize=False)
+    assert any(isinstance(f, RedactingFilter) for f in handler.filters)
+    logger.handlers = []
