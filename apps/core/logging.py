@@ -36,9 +36,9 @@ class RedactingFilter(logging.Filter):
 
     The record is changed in place, so the handlers after the first one (a second handler,
     pytest's caplog) see the redacted record; the thread remembers the last record it redacted,
-    so they do not pay again (no mark on the record: the JSON formatter would print it). Cheap for ordinary
-    lines: redaction's prefilter skips text that holds no token-like run, keyword or URL. It never
-    recurses: while it redacts, records logged from inside redaction pass unchanged."""
+    so they do not pay again (no mark on the record: the JSON formatter would print it). Cheap
+    for ordinary lines: redaction's prefilter skips text that holds no token-like run, keyword or
+    URL. It never recurses: while it redacts, records logged from inside redaction pass unchanged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(_guard, "active", False) or getattr(_guard, "last", None) is record:
