@@ -467,10 +467,16 @@ CELERY_BEAT_SCHEDULE["events.trim-log"] = {"task": "apps.events.tasks.trim_event
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text")  # text | json
 
+LOGGING_CONFIG = "apps.core.logging.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        # Secrets out of every line (docs/security.md, "Redaction"); configure_logging also puts it
+        # on handlers made elsewhere (Django's defaults), agentplatform/celery.py on Celery's.
+        "redact": {"()": "apps.core.logging.RedactingFilter"},
+    },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {
@@ -483,7 +489,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "text",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -14,6 +14,7 @@ twice, or a worker that dies mid-turn, never produces two answers:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from apps.events import types as ev
 from apps.events.services import publish
 from apps.memory.services import memory_record_turn
 from apps.policy.services import approval_request, policy_decide, tool_call_ids
+from apps.tools.guardrails import StreamRedactor, redact_data, redact_text
 from apps.tools.registry import ToolContext, execute_tool, untrusted_tool_output
 
 logger = logging.getLogger(__name__)
@@ -152,37 +154,57 @@ def _claim(turn_id: str) -> tuple[Turn | None, ExecuteOutcome]:
 
 
 class TokenStream:
-    """Collects streamed text, publishes it in batches, and is where a cancel interrupts."""
+    """Collects streamed text, publishes it in batches, and is where a cancel interrupts.
+
+    Batches go out redacted: a StreamRedactor holds back what could still be the start of a
+    secret (the last word, an open key block, an open quoted value after a keyword) until the next
+    batch or the end of the step, so a key split across two batches is never sent in halves."""
 
     def __init__(self, runner: TurnRunner):
         self.runner = runner
         self.batch_seconds = settings.TOKEN_BATCH_MS / 1000
-        self.pending: list[str] = []
-        self.attempt_text: list[str] = []
+        self.redactor = StreamRedactor()
         self.last_flush = time.monotonic()
 
     def on_text(self, delta: str) -> None:
         if not delta:
             return
-        self.pending.append(delta)
-        self.attempt_text.append(delta)
+        self.redactor.feed(delta)
         if time.monotonic() - self.last_flush >= self.batch_seconds:
-            self.flush()
+            self._publish(final=False)
 
     def flush(self) -> None:
-        if self.pending:
-            self.runner.emit(ev.CHAT_TOKEN, {"delta": "".join(self.pending), "step": self.runner.step})
-            self.pending.clear()
+        """The step's text is complete: publish all of it, held-back tail included."""
+        self._publish(final=True)
+
+    def _publish(self, *, final: bool) -> None:
+        delta = self.redactor.release(final=final)
+        if delta:
+            self.runner.emit(ev.CHAT_TOKEN, {"delta": delta, "step": self.runner.step})
         self.last_flush = time.monotonic()
         self.runner.checkpoint()
 
     def start_attempt(self) -> None:
-        self.pending.clear()
-        self.attempt_text.clear()
+        self.redactor = StreamRedactor()
 
     @property
     def text(self) -> str:
-        return "".join(self.attempt_text)
+        """This attempt's text as it arrived (not redacted: callers redact what they keep)."""
+        return self.redactor.raw
+
+
+def _shown_call(call: ToolCallRequest) -> ToolCallRequest:
+    """A tool call as it is stored, published and sent back to the model: arguments redacted.
+
+    The call itself runs with the arguments the model wrote (see _run_tool): a credential in them
+    came from the conversation the model was given, and a tool that needs it (a URL with a token
+    the tenant put in the agent's prompt) would break on [REDACTED:...]."""
+    arguments = redact_data(call.arguments)
+    raw = call.raw_arguments
+    if raw:
+        changed = arguments != call.arguments and isinstance(call.arguments, dict) and call.arguments
+        raw = json.dumps(arguments, ensure_ascii=False) if changed else redact_text(raw)
+    return ToolCallRequest(id=call.id, name=call.name, arguments=arguments, raw_arguments=raw)
 
 
 class TurnRunner:
@@ -302,23 +324,26 @@ class TurnRunner:
             self.step = step
             self._step_boundary()
             result = self._call_model(selection, messages, context)
+            # The model's words as stored, published and sent back to it in the next step.
+            text = redact_text(result.text)
             if not result.tool_calls:
-                self.answer_so_far.append(result.text)
+                self.answer_so_far.append(text)
                 return "".join(self.answer_so_far), "answer"
-            if result.text:
-                self.answer_so_far.append(result.text)
-            messages.append(ChatMessage(role="assistant", content=result.text, tool_calls=tuple(result.tool_calls)))
+            if text:
+                self.answer_so_far.append(text)
+            shown = [_shown_call(call) for call in result.tool_calls]
+            messages.append(ChatMessage(role="assistant", content=text, tool_calls=tuple(shown)))
             # Kept so a turn parked for approval can rebuild this conversation when it resumes.
             self.transcript.append(
                 {
                     "step": step,
-                    "text": result.text,
-                    "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls],
+                    "text": text,
+                    "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in shown],
                 }
             )
-            for call in result.tool_calls:
+            for call, shown_call in zip(result.tool_calls, shown, strict=True):
                 self._step_boundary()
-                messages.append(self._run_tool(call, tools_by_name))
+                messages.append(self._run_tool(call, tools_by_name, shown=shown_call))
         note = f"\n\n[Stopped after {self.agent.max_steps} steps without a final answer.]"
         return "".join(self.answer_so_far) + note, "max_steps"
 
@@ -446,7 +471,10 @@ class TurnRunner:
                 self.model_ms += (time.perf_counter() - called_at) * 1000
                 failures.append(f"{candidate.ref}: {exc}")
                 following = selection.candidates[index + 1].ref if index + 1 < len(selection.candidates) else None
-                self.emit(ev.DECISION, {"fallback": True, "from": candidate.ref, "to": following, "reason": str(exc)})
+                self.emit(
+                    ev.DECISION,
+                    {"fallback": True, "from": candidate.ref, "to": following, "reason": redact_text(str(exc))},
+                )
                 continue
             except ProviderRequestError as exc:
                 self._release()
@@ -496,16 +524,23 @@ class TurnRunner:
         self.model_ref = candidate.ref
         self.offline = self.offline or offline
 
-    def _run_tool(self, call: ToolCallRequest, tools_by_name: dict) -> ChatMessage:
+    def _run_tool(
+        self, call: ToolCallRequest, tools_by_name: dict, *, shown: ToolCallRequest | None = None
+    ) -> ChatMessage:
+        """Run one call. The row, the events and an approval show `shown` (the arguments
+        redacted); a call that runs now runs with the model's own arguments, and a gated call
+        later runs with what its approver saw (the stored arguments), so what was approved is
+        exactly what runs."""
+        shown = shown or _shown_call(call)
         self.tool_call_count += 1
         record, _ = ToolCall.objects.get_or_create(
             turn=self.turn,
             call_id=call.id,
-            defaults={"tenant": self.tenant, "step": self.step, "name": call.name, "arguments": call.arguments},
+            defaults={"tenant": self.tenant, "step": self.step, "name": call.name, "arguments": shown.arguments},
         )
         self.emit(
             ev.TOOL_CALL,
-            {**tool_call_ids(record), "name": call.name, "arguments": call.arguments, "step": self.step},
+            {**tool_call_ids(record), "name": call.name, "arguments": shown.arguments, "step": self.step},
         )
         tool = tools_by_name.get(call.name)
         if tool is None:
@@ -545,6 +580,9 @@ class TurnRunner:
         duration_ms: int | None = None,
         status: str | None = None,
     ) -> ChatMessage:
+        # execute_tool redacted the output already (a second scan of 16 KB would cost a few ms);
+        # errors are short and some are written here (an approver's reason), so they are redacted.
+        error = redact_text(error)
         shown = output if ok else f"Error: {error}"
         record.status = status or (ToolCall.Status.COMPLETED if ok else ToolCall.Status.FAILED)
         record.result, record.error, record.duration_ms = shown, error, duration_ms
@@ -624,6 +662,7 @@ class TurnRunner:
         return fields
 
     def _finish_completed(self, text: str, stop_reason: str) -> None:
+        # `text` is redacted already: _loop redacts each step's text as it arrives.
         meta = {"model": self.model_ref, "offline": self.offline, "stop_reason": stop_reason}
         self._write_final(
             Turn.Status.COMPLETED,
@@ -646,7 +685,7 @@ class TurnRunner:
         )
 
     def _finish_cancelled(self) -> None:
-        partial = "".join(self.answer_so_far) + self.stream.text
+        partial = redact_text("".join(self.answer_so_far) + self.stream.text)
         meta = {"model": self.model_ref, "offline": self.offline, "stop_reason": "cancelled", "partial": True}
         reason = cancellation.reason(self.turn.pk)  # "cancelled", or "tenant suspended"
         with contextlib.suppress(LostOwnership):
@@ -696,6 +735,7 @@ class TurnRunner:
             )
 
     def fail(self, error: str, *, budget: str | None = None) -> None:
+        error = redact_text(error)  # provider errors can quote what was sent
         extra: dict = {"error": error}
         if budget:  # the synchronous faces answer 402 naming it
             extra["metadata"] = {**self._finished_fields()["metadata"], "budget_exhausted": budget}

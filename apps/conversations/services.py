@@ -18,7 +18,7 @@ from apps.events import types as event_types
 from apps.events.services import publish
 from apps.events.ws_auth import sockets_close_for_tenant
 from apps.tenancy.services import tenant_limit_check, tenant_suspend
-from apps.tools.guardrails import redact_secrets
+from apps.tools.guardrails import redact_secrets, redact_url
 
 __all__ = ["BudgetExhausted"]  # re-exported: the views catch it from here
 
@@ -90,7 +90,8 @@ def check_monthly_budget(*, tenant, api_key=None) -> None:
 
 
 def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Secrets in text parts are replaced before anything stores or sends them."""
+    """Secrets in text parts, and credentials in the URLs of image and file parts
+    (`https://user:pass@host/x.png`, `?token=`), are replaced before anything stores or sends them."""
     clean, findings = [], []
     for part in parts:
         if part.get("type") == "text" and part.get("text"):
@@ -98,6 +99,13 @@ def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
             if redaction.redacted:
                 findings += [{"type": f["type"]} for f in redaction.findings]
                 part = {**part, "text": redaction.text}
+        for field in ("url", "ref"):
+            value = part.get(field)
+            if isinstance(value, str) and value:
+                cleaned = redact_url(value)
+                if cleaned != value:
+                    findings.append({"type": "url_credentials"})
+                    part = {**part, field: cleaned}
         clean.append(part)
     return clean, findings
 

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from apps.core.redaction import redact_data, redact_text
 from apps.memory import text as memory_text
 from apps.memory.embedders import Embedder, get_embedder
 from apps.memory.models import DEFAULT_COLLECTIONS, EMBEDDED_KINDS, NAME_RE, MemoryEntry, MemoryKind, needs_embedding
@@ -89,7 +90,10 @@ def _build_entry(
         raise ValidationError({"session_id": ["Working memory belongs to a session."]})
     if kind == MemoryKind.WORKING and expires_at is None:
         expires_at = timezone.now() + timedelta(seconds=settings.WORKING_MEMORY_TTL)
-    words = _clean_keywords(keywords)
+    # Memory is recalled into later prompts and shown in the API: a secret stored here would leak
+    # far from where it was said. Redacted on the way in, for every writer (API, tool, turn).
+    content = redact_text(content)
+    words = [redact_text(word) for word in _clean_keywords(keywords)]
     return MemoryEntry(
         tenant=tenant,
         agent=agent,
@@ -99,12 +103,12 @@ def _build_entry(
         collection=_check_name(collection, "collection") or DEFAULT_COLLECTIONS[kind],
         category=_check_name(category, "category"),
         content=content,
-        summary=(summary or "").strip(),
+        summary=redact_text((summary or "").strip()),
         keywords=words,
         keywords_text=" ".join(words),
-        topic=(topic or "").strip()[:200],
+        topic=redact_text((topic or "").strip()[:200]),
         importance=float(importance),
-        metadata=metadata or {},
+        metadata=redact_data(metadata or {}),
         expires_at=expires_at,
         source_key=source_key,
     )
@@ -135,8 +139,8 @@ def memory_fact_remember(
     *, tenant, agent, fact: str, category: str = "", session=None, turn=None
 ) -> tuple[MemoryEntry, bool]:
     """A semantic fact for `agent`; the same fact in the same category is stored once.
-    Returns (entry, created)."""
-    fact = " ".join((fact or "").split())
+    Returns (entry, created). The fact is redacted first, so a fact stored redacted is found again."""
+    fact = redact_text(" ".join((fact or "").split()))
     existing = (
         MemoryEntry.objects.filter(
             tenant=tenant, agent=agent, kind=MemoryKind.SEMANTIC, category=category, content__iexact=fact

@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from apps.core.errors import Conflict
+from apps.core.redaction import redact_data, redact_text
 from apps.policy.models import Action, Approval, PolicySettings, ToolRule
 from apps.tenancy.models import ROLE_RANK, Role
 from apps.tenancy.principal import Actor
@@ -164,16 +165,22 @@ def tool_call_ids(tool_call) -> dict[str, str]:
 
 
 def approval_request(*, tenant, turn, tool_call, reason: str) -> Approval:
-    """Called by the engine when a tool call is gated; the turn then waits."""
+    """Called by the engine when a tool call is gated; the turn then waits.
+
+    The approver sees the arguments redacted, and the call runs with exactly these arguments
+    once approved (the engine checks `args_hash` and the stored call against them), so nothing
+    runs that the approver did not see. The engine stores the call redacted already; redacting
+    again here keeps that true for any other caller and changes nothing otherwise."""
+    arguments = redact_data(tool_call.arguments)
     approval, _ = Approval.objects.get_or_create(
         tool_call=tool_call,
         defaults={
             "tenant": tenant,
             "turn": turn,
             "tool_name": tool_call.name,
-            "arguments": tool_call.arguments,
-            "args_hash": arguments_hash(tool_call.name, tool_call.arguments),
-            "policy_reason": reason,
+            "arguments": arguments,
+            "args_hash": arguments_hash(tool_call.name, arguments),
+            "policy_reason": redact_text(reason),
             "expires_at": timezone.now() + timedelta(seconds=settings.APPROVAL_TTL_SECONDS),
         },
     )
@@ -219,7 +226,7 @@ def approval_decide(
             decided_by=actor.user if getattr(actor.user, "pk", None) else None,
             decided_by_label=actor.label[:200],
             decided_at=now,
-            decision_reason=reason[:2000],
+            decision_reason=redact_text(reason)[:2000],
         )
         approval.refresh_from_db()
         if not decided:

@@ -1,293 +1,132 @@
-"""Secret redaction for chat text: credentials users paste are replaced before anything stores
-them or sends them to a model.
+"""Guardrails on what tools and models produce: secret redaction for tool arguments and results,
+approval payloads and the assistant's streamed answer.
 
-detect-secrets does the recognising. Its plugins are used directly, in memory: `scan_line()` and
-`transient_settings()` would reconfigure a process-wide settings singleton on every call (a race
-between threads, and a cache flush each time; about 24 ms per 2 KB against about 1 ms here) and
-report secret values without positions. Here each plugin's `analyze_string()` says *whether* the
-text holds a secret of its kind, and its own `denylist` patterns say *where*.
-
-A handful of patterns cover what detect-secrets 1.5 misses and that shows up in chat: private
-key blocks across lines (its plugin only sees the BEGIN line), current model-provider keys
-(`sk-proj-...`, `sk-ant-...`), GitHub fine-grained tokens, this platform's own API keys, passwords
-in URLs with characters its basic-auth pattern stops at, and `token`/`Bearer` credentials.
-
-Ordinary prose, UUIDs and git SHAs are left alone: detect-secrets' entropy plugins (which would
-flag every hash) and its public-IP plugin (addresses are not secrets) are not used, and a value
-after a keyword ("password: ...") is only taken when it looks generated, not like a word.
+The recognising is `apps.core.redaction` (detect-secrets plus patterns; it sits in `core` so
+memory and the log filter can use it too). This module adds what only the turn engine needs:
+`StreamRedactor`, which redacts an answer while it streams without letting a secret through in
+two halves.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
-from detect_secrets.filters.heuristic import is_prefixed_with_dollar_sign, is_sequential_string, is_templated_secret
-from detect_secrets.plugins.aws import AWSKeyDetector
-from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
-from detect_secrets.plugins.base import RegexBasedDetector
-from detect_secrets.plugins.basic_auth import BasicAuthDetector
-from detect_secrets.plugins.cloudant import CloudantDetector
-from detect_secrets.plugins.discord import DiscordBotTokenDetector
-from detect_secrets.plugins.github_token import GitHubTokenDetector
-from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
-from detect_secrets.plugins.ibm_cloud_iam import IbmCloudIamDetector
-from detect_secrets.plugins.ibm_cos_hmac import IbmCosHmacDetector
-from detect_secrets.plugins.jwt import JwtTokenDetector
-from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, KeywordDetector
-from detect_secrets.plugins.mailchimp import MailchimpDetector
-from detect_secrets.plugins.npm import NpmDetector
-from detect_secrets.plugins.openai import OpenAIDetector
-from detect_secrets.plugins.pypi_token import PypiTokenDetector
-from detect_secrets.plugins.sendgrid import SendGridDetector
-from detect_secrets.plugins.slack import SlackDetector
-from detect_secrets.plugins.softlayer import SoftlayerDetector
-from detect_secrets.plugins.square_oauth import SquareOAuthDetector
-from detect_secrets.plugins.stripe import StripeDetector
-from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
-from detect_secrets.plugins.twilio import TwilioKeyDetector
-
-
-@dataclass(frozen=True)
-class Redaction:
-    text: str  # the input with every secret replaced by [REDACTED:<type>]
-    findings: list[dict[str, Any]] = field(default_factory=list)  # {"type", "start", "end"} in the input
-    redacted: bool = False
-
-
-def redact_secrets(text: str) -> Redaction:
-    if not text:
-        return Redaction(text=text or "")
-    spans = _merge(list(_find(text)))
-    if not spans:
-        return Redaction(text=text)
-    pieces, position = [], 0
-    for start, end, kind in spans:
-        pieces += [text[position:start], f"[REDACTED:{kind}]"]
-        position = end
-    pieces.append(text[position:])
-    findings = [{"type": kind, "start": start, "end": end} for start, end, kind in spans]
-    return Redaction(text="".join(pieces), findings=findings, redacted=True)
-
-
-# --- detect-secrets ------------------------------------------------------------------------------
-
-# Plugins for credentials with a recognisable format. Left out on purpose: the high-entropy
-# plugins (every git SHA and checksum would go), IPPublicDetector (an address is not a secret),
-# ArtifactoryDetector (its "AP…" pattern takes long upper-case words) and PrivateKeyDetector
-# (it marks only the BEGIN line; _PRIVATE_KEY_BLOCK below takes the whole key).
-_FORMAT_DETECTORS: tuple[RegexBasedDetector, ...] = (
-    AWSKeyDetector(),
-    AzureStorageKeyDetector(),
-    BasicAuthDetector(),
-    CloudantDetector(),
-    DiscordBotTokenDetector(),
-    GitHubTokenDetector(),
-    GitLabTokenDetector(),
-    IbmCloudIamDetector(),
-    IbmCosHmacDetector(),
-    JwtTokenDetector(),
-    MailchimpDetector(),
-    NpmDetector(),
-    OpenAIDetector(),
-    PypiTokenDetector(),
-    SendGridDetector(),
-    SlackDetector(),
-    SoftlayerDetector(),
-    SquareOAuthDetector(),
-    StripeDetector(),
-    TelegramBotTokenDetector(),
-    TwilioKeyDetector(),
+from apps.core.redaction import (
+    _ASSIGNMENT_HINT,
+    Redaction,
+    _keyword_match,
+    redact_data,
+    redact_secrets,
+    redact_text,
+    redact_url,
 )
-# In most patterns a capture group is the secret after a label ("aws_secret = '<group>'"); in
-# these two it is the token's prefix ("ghp"), so the whole match is the secret.
-_GROUP_IS_A_PREFIX = (GitHubTokenDetector, GitLabTokenDetector)
-# Some patterns stop early: the JWT one lazily before the signature, the Slack one at the first
-# upper-case letter. A format match therefore extends to the end of the token it starts.
-_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=.]*")
-_KEYWORDS = KeywordDetector()
-# Every keyword pattern needs one of the plugin's keywords and one of `:`, `=` or `;` (as in
-# "password: x", "x == password", "PASSWORD 'x';"); checking for those with plain substring tests
-# first spares ordinary chat lines the plugin's patterns, which would take most of the time.
-# Each DENYLIST entry (api_?key, db_?pass, passwd, pwd, secret, contraseña, ...) holds one of these;
-# a test keeps that true when detect-secrets is upgraded.
-_KEYWORD_HINTS = ("key", "pass", "pwd", "secret", "contrase")
-_ASSIGNMENT_HINT = re.compile(r"[:=;]")
+
+__all__ = ["Redaction", "StreamRedactor", "redact_data", "redact_secrets", "redact_text", "redact_url"]
+
+# A key block is released only once its END line has arrived: its base64 lines, seen one at a
+# time, look like any other base64 and would pass.
+_BLOCK_START = re.compile(r"-{4,5} ?BEGIN\b|PuTTY-User-Key-File-")
+_BLOCK_END = re.compile(r"-{4,5} ?END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)? ?-{4,5}|Private-MAC: *[0-9a-fA-F]+\s")
+_QUOTES = ("'", '"', "`")
 
 
-def _type_name(secret_type: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", secret_type.lower()).strip("_")
+class StreamRedactor:
+    """Redacts text that arrives in pieces (a model's streamed answer), releasing only what can
+    no longer turn out to be part of a secret.
+
+    What is held back: the last word (a token may still be growing: `ghp_AB` now, the rest in the
+    next batch), a private key block from its BEGIN line until its END line, and, on a line with a
+    secret keyword and an open quote (`password = "two words`), the line from the keyword on until
+    the quote closes. Everything else is released redacted. Each release is redacted together with
+    the start of its line (at most CONTEXT_CHARS back), so a keyword or `Bearer` released in an
+    earlier batch still marks the value that follows it in this one.
+
+    The cost is the redaction of each batch plus that bit of context, not of the whole answer so
+    far; the release at the end (`final=True`) lets out whatever was held.
+    """
+
+    CONTEXT_CHARS = 256
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._released = 0  # the raw text before this index is out, redacted
+
+    def feed(self, delta: str) -> None:
+        self._text += delta
+
+    @property
+    def raw(self) -> str:
+        return self._text
+
+    def release(self, *, final: bool = False) -> str:
+        text, released = self._text, self._released
+        end = len(text) if final else self._safe_end()
+        if end <= released:
+            return ""
+        start = _context_start(text, released, self.CONTEXT_CHARS)
+        window = text[start:end]
+        redaction = redact_secrets(window)
+        self._released = end
+        if not redaction.redacted:
+            return window[released - start :]
+        pieces, position = [], released - start
+        for finding in redaction.findings:
+            if finding["end"] <= position:
+                continue  # in the context, released before
+            # A finding that began in text already released cannot be recalled; its rest is
+            # still covered (this does not happen for the secrets held back above).
+            pieces += [window[position : max(finding["start"], position)], f"[REDACTED:{finding['type']}]"]
+            position = finding["end"]
+        pieces.append(window[position:])
+        return "".join(pieces)
+
+    def _safe_end(self) -> int:
+        text, released = self._text, self._released
+        end = len(text)
+        while end > released and not text[end - 1].isspace():
+            end -= 1  # the last word may still be growing
+        block = _open_block(text, released, end)
+        if block is not None:
+            end = min(end, block)
+        # The whole line up to the cut, released part included: its keyword may be out already.
+        quoted = _open_quoted_value(text, text.rfind("\n", 0, end) + 1, end)
+        if quoted is not None:
+            end = min(end, quoted)
+        return max(end, released)
 
 
-_TYPE_NAMES = {type(d): _type_name(d.secret_type) for d in (*_FORMAT_DETECTORS, _KEYWORDS)}
+# What the released text before a value may hold that makes the value a secret: a keyword
+# ("password: "), a header ("Bearer "), a `token=` label, or the label words of the labelled
+# detect-secrets plugins. Without one, the new text is redacted on its own.
+_LABEL_HINTS = ("key", "pass", "pwd", "pw", "secret", "token", "bearer", "auth", "contrase")
 
 
-def _find(text: str) -> Iterator[tuple[int, int, str]]:
-    """Every finding, detect-secrets' first: on equal spans the first one found names the secret,
-    and its names are the more specific."""
-    # The format patterns never cross a line break, so one pass over the whole text finds what a
-    # pass per line would, with a twentieth of the calls.
-    for detector in _FORMAT_DETECTORS:
-        reported = set(detector.analyze_string(text))
-        if not reported:
-            continue
-        for pattern in detector.denylist:
-            for match in pattern.finditer(text):
-                # analyze_string() applies the plugin's own checks (a JWT must decode); only
-                # matches whose value it reported count.
-                if not reported.intersection(g for g in (match.group(0), *match.groups()) if g):
-                    continue
-                span = _format_span(detector, pattern, match, text)
-                if span:
-                    yield span
-    yield from _find_with_patterns(text)
-    # The keyword patterns do cross line breaks (`[^\v...]` runs on), so they go line by line,
-    # and only over lines that have a keyword and an assignment-like character in them.
-    if not _has_keyword(text.casefold()):
-        return
-    offset = 0
-    for line in text.split("\n"):
-        if _ASSIGNMENT_HINT.search(line) and _has_keyword(line.casefold()):
-            for value in _KEYWORDS.analyze_string(line, denylist_regex_to_group=CONFIG_DENYLIST_REGEX_TO_GROUP):
-                span = _keyword_value_span(line, value)
-                if span:
-                    yield offset + span[0], offset + span[1], _TYPE_NAMES[KeywordDetector]
-        offset += len(line) + 1
+def _context_start(text: str, released: int, reach: int) -> int:
+    """Where the window redacted with the next release starts: at `released` when the line's
+    released part holds no label (most batches), else up to `reach` characters back."""
+    start = max(text.rfind("\n", 0, released) + 1, released - reach)
+    if start < released and any(hint in text[start:released].casefold() for hint in _LABEL_HINTS):
+        return start
+    return released
 
 
-def _has_keyword(folded: str) -> bool:
-    return any(hint in folded for hint in _KEYWORD_HINTS)
+def _open_block(text: str, released: int, end: int) -> int | None:
+    """Where an unreleased key block starts whose END line does not lie wholly before `end`."""
+    for match in _BLOCK_START.finditer(text, released, end):
+        closing = _BLOCK_END.search(text, match.end())
+        if closing is None or closing.end() > end:
+            return match.start()
+    return None
 
 
-def _format_span(
-    detector: RegexBasedDetector, pattern: re.Pattern, match: re.Match, text: str
-) -> tuple[int, int, str] | None:
-    kind = _TYPE_NAMES[type(detector)]
-    if pattern.groups and not isinstance(detector, _GROUP_IS_A_PREFIX) and match.group(1):
-        # A labelled value: "https://user:<password>@host" in documentation is not a secret.
-        return None if _is_placeholder(match.group(1)) else (match.start(1), match.end(1), kind)
-    end = _TOKEN_TAIL.match(text, match.end()).end()
-    while end > match.end() and text[end - 1] == ".":  # a sentence's full stop is not the token's
-        end -= 1
-    return match.start(), end, kind
-
-
-def _keyword_value_span(line: str, value: str) -> tuple[int, int] | None:
-    """Where the value after a secret keyword is, if it looks like a credential rather than prose.
-
-    The keyword plugin's value runs to the end of the line when unquoted ("password: it must be
-    long"), so an unquoted value is cut at the first space or `&` (a URL query)."""
-    start = line.find(value)
-    if start < 0:
+def _open_quoted_value(text: str, start: int, end: int) -> int | None:
+    """On the line text[start:end], where a secret keyword starts that is followed by an
+    assignment and a quote not closed before `end`."""
+    line = text[start:end]
+    keyword = _keyword_match(line)
+    if keyword is None or not _ASSIGNMENT_HINT.search(line, keyword.end()):
         return None
-    end = start + len(value)
-    quoted = start > 0 and line[start - 1] in "'\"`" and line[end : end + 1] == line[start - 1]
-    if not quoted:
-        value = re.split(r"[\s&]", value, maxsplit=1)[0].rstrip(".,;")
-    return (start, start + len(value)) if _looks_generated(value) else None
-
-
-# --- patterns for what detect-secrets misses ------------------------------------------------------
-
-# A key block from BEGIN to its END line, also when JSON-escaped ("\\n" as two characters) or
-# pasted with its line breaks turned into spaces.
-_KEY_BEGIN = r"-{4,5} ?BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?) ?-{4,5}"
-_PRIVATE_KEY_BLOCK = re.compile(_KEY_BEGIN + r"[A-Za-z0-9+/=:,.\\\-\s]*?-{4,5} ?END \1PRIVATE KEY\2 ?-{4,5}")
-# A key pasted without its END line: the BEGIN line and the base64 lines (and "Proc-Type: ..."
-# headers) that follow it. Base64 lines are long; prose after the paste ends the match.
-_PRIVATE_KEY_TRUNCATED = re.compile(
-    _KEY_BEGIN + r"""(?:(?:\s|\\[rn])+(?:[A-Za-z0-9+/=]{16,}|[A-Za-z][\w-]*: [^\r\n\\"']*))+"""
-)
-_PUTTY_KEY = re.compile(r"PuTTY-User-Key-File-\d+:[\s\S]*?(?:Private-MAC: *[0-9a-fA-F]+|\Z)")
-# OpenAI project/service keys and Anthropic keys; the detect-secrets plugin knows only OpenAI's
-# older "T3BlbkFJ" format. A digit is required so words like "sk-learn-..." stay.
-_MODEL_PROVIDER_KEY = re.compile(r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{32,}")
-_GITHUB_FINE_GRAINED = re.compile(r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{50,}")
-# apps.tenancy.models.ApiKey: "ap_" + 8-character prefix + "." + 40-character secret.
-_PLATFORM_KEY = re.compile(r"(?<![A-Za-z0-9_])ap_[A-Za-z0-9]{8}\.[A-Za-z0-9]{40}(?![A-Za-z0-9])")
-# scheme://user:password@host, where the password may hold the characters the basic-auth
-# plugin excludes (!$&'()*+,;= and a stray @); the password is the last ":...@" of the authority.
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]+:([^\s/?#]+)@(?=[^\s/?#@])")
-# "token" is not among detect-secrets' keywords; bearer tokens in pasted curl commands are common.
-_TOKEN_ASSIGNMENT = re.compile(r"""(?i)\b[\w-]*token["']?\s*[:=]\s*(["']?)([^\s"'&,;]+)\1""")
-_BEARER = re.compile(r"(?i)\bBearer\s+([A-Za-z0-9\-._~+/]+=*)")
-
-_WHOLE_MATCH_PATTERNS = (
-    (_PRIVATE_KEY_BLOCK, "private_key"),
-    (_PRIVATE_KEY_TRUNCATED, "private_key"),
-    (_PUTTY_KEY, "private_key"),
-    (_MODEL_PROVIDER_KEY, "model_provider_key"),
-    (_GITHUB_FINE_GRAINED, "github_token"),
-    (_PLATFORM_KEY, "platform_api_key"),
-)
-
-
-def _find_with_patterns(text: str) -> Iterator[tuple[int, int, str]]:
-    for pattern, kind in _WHOLE_MATCH_PATTERNS:
-        for match in pattern.finditer(text):
-            yield match.start(), match.end(), kind
-    # The cheap substring checks first spare the patterns below a scan of every word.
-    if "://" in text:
-        for match in _URL_PASSWORD.finditer(text):
-            if not _is_placeholder(match.group(1)):
-                yield match.start(1), match.end(1), "basic_auth_credentials"
-    folded = text.casefold()
-    if "token" in folded:
-        for match in _TOKEN_ASSIGNMENT.finditer(text):
-            if _looks_generated(match.group(2)):
-                yield match.start(2), match.end(2), "secret_keyword"
-    if "bearer" in folded:
-        for match in _BEARER.finditer(text):
-            value = match.group(1)
-            if len(value) >= 16 and _looks_generated(value):
-                yield match.start(1), match.end(1), "bearer_token"
-
-
-# --- heuristics ----------------------------------------------------------------------------------
-
-
-def _is_placeholder(value: str) -> bool:
-    """`<password>`, `${TOKEN}`, `$PASSWORD`, `****`: examples, not secrets (detect-secrets' filters)."""
-    return is_templated_secret(value) or is_prefixed_with_dollar_sign(value) or not re.search(r"[A-Za-z0-9]", value)
-
-
-def _looks_generated(value: str) -> bool:
-    """A value after a keyword that reads like a credential: long enough, mixed like a password
-    (a digit, or three of lower/upper/digit/symbol) and not repetitive. Words ("Consistency"),
-    constants ("YOUR_API_KEY") and placeholders stay."""
-    if len(value) < 8 or _is_placeholder(value) or is_sequential_string(value):
-        return False
-    classes = sum(
-        (
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
-            any(not c.isalnum() for c in value),
-        )
-    )
-    has_digit = any(c.isdigit() for c in value)
-    if not (has_digit or classes >= 3):
-        return False
-    return _entropy(value) >= 2.5
-
-
-def _entropy(value: str) -> float:
-    counts = Counter(value)
-    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
-
-
-def _merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Overlapping findings (two detectors on one token) become one; the earliest-starting,
-    then longest, names it."""
-    merged: list[tuple[int, int, str]] = []
-    for start, end, kind in sorted(spans, key=lambda s: (s[0], -s[1])):
-        if merged and start < merged[-1][1]:
-            last_start, last_end, last_kind = merged[-1]
-            merged[-1] = (last_start, max(last_end, end), last_kind)
-        else:
-            merged.append((start, end, kind))
-    return merged
+    rest = line[keyword.end() :]
+    if any(rest.count(quote) % 2 for quote in _QUOTES):
+        return start + keyword.start()
+    return None

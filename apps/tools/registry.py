@@ -24,6 +24,8 @@ import jsonschema
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from apps.core.redaction import redact_data, redact_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -209,7 +211,11 @@ def execute_tool(*, tool: Tool, arguments: dict[str, Any], context: ToolContext)
     started = time.perf_counter()
 
     def failed(error: str) -> ToolOutcome:
-        return ToolOutcome(ok=False, output="", error=_clip(error, ERROR_MAX_CHARS), duration_ms=_ms_since(started))
+        # An error quotes what it was given (jsonschema quotes the offending value; a ToolError
+        # may quote a server's answer), so it is redacted like an output.
+        return ToolOutcome(
+            ok=False, output="", error=redact_text(_clip(error, ERROR_MAX_CHARS)), duration_ms=_ms_since(started)
+        )
 
     try:
         # Inside the try: a tool whose own schema is broken fails like any other broken tool.
@@ -229,8 +235,29 @@ def execute_tool(*, tool: Tool, arguments: dict[str, Any], context: ToolContext)
             "Tool %s failed (tenant=%s turn=%s)", tool.name, getattr(context.tenant, "pk", None), context.turn_id
         )
         return failed(f"Tool failed: {type(exc).__name__}")
-    output, truncated = _cap_output(output, settings.TOOL_OUTPUT_MAX_CHARS)
+    full_length = len(output)
+    output = _redact_output(result, output, settings.TOOL_OUTPUT_MAX_CHARS)
+    output, truncated = _cap_output(output, settings.TOOL_OUTPUT_MAX_CHARS, total=full_length)
     return ToolOutcome(ok=True, output=output, duration_ms=_ms_since(started), truncated=truncated, data=result)
+
+
+_REDACT_PAST_CAP = 1024
+
+
+def _redact_output(result: Any, output: str, max_chars: int) -> str:
+    """Secrets out of what a tool returns (a web page, an MCP server's answer, a file), before
+    the output is stored, published or shown to the model. `data`, the raw value, stays in memory
+    for the caller and is never stored.
+
+    A structured result is redacted value by value and then encoded: in its JSON text a quoted
+    secret (`password = "..."` in a page) has its quotes escaped, and the patterns miss it. Text,
+    and JSON too long to be shown whole, is redacted as text up to a little past the cut: before
+    the cut, or a secret straddling it would survive in half; not further, so a megabyte page
+    costs no megabyte scan."""
+    limit = max_chars + _REDACT_PAST_CAP
+    if not isinstance(result, str) and len(output) <= limit:
+        return json.dumps(redact_data(result), default=str, ensure_ascii=False)
+    return redact_text(output[:limit])  # past the limit is past the cut: never shown
 
 
 def _argument_problem(tool: Tool, arguments: Any) -> str:
@@ -262,11 +289,13 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
-def _cap_output(output: str, max_chars: int) -> tuple[str, bool]:
-    if len(output) <= max_chars:
+def _cap_output(output: str, max_chars: int, *, total: int | None = None) -> tuple[str, bool]:
+    """`total`: the length before redaction (and the scan limit) changed it, for the marker."""
+    total = len(output) if total is None else total
+    if total <= max_chars and len(output) <= max_chars:
         return output, False
-    marker = f"\n[output truncated: {len(output)} characters, the first {{shown}} shown]"
-    shown = max(0, max_chars - len(marker.format(shown=max_chars)))
+    marker = f"\n[output truncated: {total} characters, the first {{shown}} shown]"
+    shown = max(0, min(len(output), max_chars - len(marker.format(shown=max_chars))))
     return output[:shown] + marker.format(shown=shown), True
 
 

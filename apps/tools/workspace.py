@@ -30,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.redaction import redact_text
 from apps.tools.registry import ToolError
 
 PATH_MAX_CHARS = 512
@@ -247,6 +248,10 @@ def _plan_write(tenant, path: str, content: Any) -> WritePlan:
     return WritePlan(relative=relative, old=_read_bytes(_inside(tenant, relative)), new=new)
 
 
+def _redacted(content: Any) -> Any:
+    return redact_text(content) if isinstance(content, str) else content  # _plan_write refuses non-strings
+
+
 def file_read(*, tenant, path: str) -> dict[str, Any]:
     relative = clean_path(path)
     target = _inside(tenant, relative)
@@ -266,12 +271,20 @@ def file_read(*, tenant, path: str) -> dict[str, Any]:
     }
 
 
-def file_write(*, tenant, path: str, content: str, expected_sha256: str | None = None) -> dict[str, Any]:
+def file_write(
+    *, tenant, path: str, content: str, expected_sha256: str | None = None, redact: bool = False
+) -> dict[str, Any]:
     """Write a text file, keeping the previous content as a backup.
 
     `expected_sha256` makes the write conditional: it must be the hash of the current content
     ("" for a file that must not exist yet), else WorkspaceConflict; an editor sends the hash it
-    read so a concurrent change is not overwritten unseen."""
+    read so a concurrent change is not overwritten unseen.
+
+    `redact` replaces secrets in the content first: tools pass it, because what a model writes
+    comes from a conversation (a page it read, a key someone pasted) and a file is read back into
+    later prompts and shown in the editor. A person saving in the editor writes what they typed
+    (their own config file may need its key)."""
+    content = _redacted(content) if redact else content
     with _tenant_lock(tenant):
         plan = _plan_write(tenant, path, content)
         current = _sha256(plan.old) if plan.old is not None else ""
@@ -292,8 +305,9 @@ def file_write(*, tenant, path: str, content: str, expected_sha256: str | None =
     }
 
 
-def write_preview(*, tenant, path: str, content: str) -> dict[str, Any]:
+def write_preview(*, tenant, path: str, content: str, redact: bool = False) -> dict[str, Any]:
     """What `file_write` would do, without doing it: the dry run of `workspace_write`."""
+    content = _redacted(content) if redact else content
     plan = _plan_write(tenant, path, content)
     old_text = plan.old.decode("utf-8", errors="replace") if plan.old is not None else ""
     diff = "".join(

@@ -83,11 +83,13 @@ def test_tool_errors_and_schema_errors_reach_the_caller(tenant, demo_enabled):
 
 def test_the_operators_env_and_secret_env_reach_the_server(tenant, demo_definition, mcp_settings):
     demo_definition.env = {"DEMO_MODE": "plain"}
-    services.plugin_definition_save(actor=ACTOR, definition=demo_definition, secret_env={"DEMO_TOKEN": "s3cr3t"})
+    services.plugin_definition_save(actor=ACTOR, definition=demo_definition, secret_env={"DEMO_TOKEN": "s3cr3t-value"})
     demo_definition.granted_tenants.add(tenant)
     services.plugin_toggle(tenant=tenant, actor=ACTOR, name="demo", enabled=True)
-    assert call(tenant, "demo__secret_env").output == "DEMO_MODE=plain,DEMO_TOKEN=s3cr3t"
-    assert "s3cr3t" not in demo_definition.secrets_encrypted
+    outcome = call(tenant, "demo__secret_env")
+    assert outcome.data == "DEMO_MODE=plain,DEMO_TOKEN=s3cr3t-value"  # the server had it
+    assert outcome.output == "DEMO_MODE=plain,DEMO_TOKEN=[REDACTED:secret_keyword]"  # what is kept and shown
+    assert "s3cr3t-value" not in demo_definition.secrets_encrypted
 
 
 def test_calls_share_one_server_process_until_disconnected(tenant, owner_client, demo_enabled):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from apps.core.redaction import redact_text
 from apps.tools.registry import SideEffect, Tool, ToolContext, ToolError
 
 FACT_MAX_CHARS = 2000
@@ -45,7 +46,10 @@ def remember(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
 
     if context.tenant is None:
         raise ToolError("Memory needs a tenant; this call has none.")
-    fact = " ".join(str(arguments["fact"]).split())
+    # The model may be asked to remember a credential ("remember my token ghp_..."): the fact is
+    # stored redacted (memory_fact_remember does it for every writer; here too, so the dry run and
+    # the call agree on what would be stored).
+    fact = redact_text(" ".join(str(arguments["fact"]).split()))
     if not fact:
         raise ToolError("The fact is empty.")
     category = category_name(arguments.get("category"))
@@ -98,7 +102,7 @@ def remember_dry_run(context: ToolContext, arguments: dict[str, Any]) -> dict[st
     """What `remember` would store, without storing it."""
     from apps.memory.models import MemoryEntry, MemoryKind
 
-    fact = " ".join(str(arguments.get("fact") or "").split())
+    fact = redact_text(" ".join(str(arguments.get("fact") or "").split()))
     category = category_name(arguments.get("category"))
     known = context.tenant is not None and (
         MemoryEntry.objects.filter(

@@ -30,11 +30,15 @@ def workspace_read(context: ToolContext, arguments: dict[str, Any]) -> dict[str,
 
 
 def workspace_write(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    return workspace.file_write(tenant=_tenant(context), path=arguments["path"], content=arguments["content"])
+    return workspace.file_write(
+        tenant=_tenant(context), path=arguments["path"], content=arguments["content"], redact=True
+    )
 
 
 def workspace_write_dry_run(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    return workspace.write_preview(tenant=_tenant(context), path=arguments["path"], content=arguments["content"])
+    return workspace.write_preview(
+        tenant=_tenant(context), path=arguments["path"], content=arguments["content"], redact=True
+    )
 
 
 def workspace_list(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
