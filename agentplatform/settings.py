@@ -173,6 +173,8 @@ LOGIN_URL = "/admin/login/"
 # --- HTTP limits --------------------------------------------------------------------------------
 MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+# Deeper JSON bodies (and /ws messages) are a 400: decoders and serializers recurse per level.
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="100/minute")
 CHAT_RATE_LIMIT = env("CHAT_RATE_LIMIT", default="20/minute")
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
@@ -205,7 +207,7 @@ REST_FRAMEWORK = {
         "apps.tenancy.authentication.TenantSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.tenancy.permissions.IsTenantMember"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.DefaultPagination",
     "PAGE_SIZE": 50,

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.openapi import ERROR_RESPONSES
 from apps.core.pagination import DefaultPagination
+from apps.core.params import query_datetime
 from apps.tenancy import selectors, services
 from apps.tenancy.api.serializers import (
     ApiKeyCreatedSerializer,
@@ -218,10 +217,7 @@ class AuditLogView(TenantAPIView):
         responses={200: AuditLogSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request):
-        since_raw = request.query_params.get("since")
-        since = parse_datetime(since_raw) if since_raw else None
-        if since_raw and since is None:
-            raise ValidationError({"since": ["Use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z."]})
+        since = query_datetime(request.query_params, "since")
         entries = selectors.audit_log_list(tenant=self.tenant, action=request.query_params.get("action"), since=since)
         paginator = DefaultPagination()
         page = paginator.paginate_queryset(entries, request, view=self)

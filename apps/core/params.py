@@ -1,0 +1,33 @@
+"""Query-parameter parsing that answers 400 naming the parameter, never a 500.
+
+`django.utils.dateparse.parse_datetime` returns None for text that is not shaped like a date
+but *raises* ValueError for a well-shaped impossible one (`2026-02-30T00:00:00Z`), so every
+view that parses a query date goes through here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework.exceptions import ValidationError
+
+DATETIME_HINT = "Use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z."
+
+
+def query_datetime(params: Mapping[str, str], name: str) -> dt.datetime | None:
+    """The aware datetime in `params[name]`, None when absent; naive values are taken as UTC."""
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = parse_datetime(raw)
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValidationError({name: [DATETIME_HINT]})
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt.UTC)
+    return value
