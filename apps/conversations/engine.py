@@ -60,7 +60,16 @@ class TurnCancelled(Exception):
 
 
 class TurnFailure(Exception):
-    """A reason to fail the turn that the user should read (no model, budget, provider refusal)."""
+    """A reason to fail the turn that the user should read (no model, budget, provider refusal).
+
+    `kind` (stored as the turn's `metadata.failure`) lets the synchronous faces answer with a
+    status that says whose problem it is: `configuration` (fix the tenant's setup) or `upstream`
+    (the model provider failed). Anything unexpected is `internal`.
+    """
+
+    def __init__(self, message: str, *, kind: str = "configuration"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class TurnParked(Exception):
@@ -240,7 +249,7 @@ class TurnRunner:
             self._finish_parked(parked)
             return
         except TurnFailure as exc:
-            self.fail(str(exc))
+            self.fail(str(exc), kind=exc.kind)
             return
         self._finish_completed(text, stop_reason)
         memory_record_turn(turn=self.turn)  # episodic and working memory; embedded later, in batches
@@ -406,12 +415,12 @@ class TurnRunner:
                 self.emit(ev.DECISION, {"fallback": True, "from": candidate.ref, "to": following, "reason": str(exc)})
                 continue
             except ProviderRequestError as exc:
-                raise TurnFailure(f"{candidate.ref} refused the request: {exc}") from exc
+                raise TurnFailure(f"{candidate.ref} refused the request: {exc}", kind="upstream") from exc
             self.model_ms += (time.perf_counter() - called_at) * 1000
             self.stream.flush()
             self._account(candidate, result)
             return result
-        raise TurnFailure("No model could answer: " + "; ".join(failures))
+        raise TurnFailure("No model could answer: " + "; ".join(failures), kind="upstream")
 
     def _over_cost_limit(self, candidate, input_tokens: int) -> bool:
         try:
@@ -523,7 +532,15 @@ class TurnRunner:
         }
 
     def _write_final(
-        self, status: str, *, text: str | None, extra: dict, message_meta: dict, event: str, event_data
+        self,
+        status: str,
+        *,
+        text: str | None,
+        extra: dict,
+        message_meta: dict,
+        event: str,
+        event_data,
+        failure: str | None = None,
     ) -> dict:
         """Write the answer, the final state and its event in one transaction, only while we
         still own the turn. `event_data(fields)` builds the event from what was written.
@@ -531,6 +548,8 @@ class TurnRunner:
         One transaction means one commit (one WAL flush) and no window in which a client sees
         the state without its event, or the event without the state."""
         fields = {**self._finished_fields(), **extra, "status": status}
+        if failure is not None:
+            fields["metadata"]["failure"] = failure
         with transaction.atomic():
             if text is not None:
                 message = Message.objects.create(
@@ -620,13 +639,14 @@ class TurnRunner:
                 event_data=request_approval,
             )
 
-    def fail(self, error: str) -> None:
+    def fail(self, error: str, *, kind: str = "internal") -> None:
         with contextlib.suppress(LostOwnership):
             self._write_final(
                 Turn.Status.FAILED,
                 text=None,
                 extra={"error": error},
                 message_meta={},
+                failure=kind,
                 event=ev.TURN_FAILED,
                 event_data=lambda _fields: {"error": error},
             )

@@ -29,8 +29,23 @@ from apps.events.streaming import sse_response, turn_event_frames
 from apps.tenancy.models import Role
 
 SYNC_ERRORS = {
-    500: OpenApiResponse(ErrorSerializer, description="The turn failed; `message` says why, `turnId` names it."),
-    504: OpenApiResponse(ErrorSerializer, description="Still running after SYNC_TURN_TIMEOUT_SECONDS; poll `turnId`."),
+    409: OpenApiResponse(ErrorSerializer, description="The turn was cancelled before it answered."),
+    422: OpenApiResponse(
+        ErrorSerializer,
+        description="The turn failed on the tenant's configuration (no usable model, agent disabled, cost limit); "
+        "`message` says what to configure, the id field names the turn.",
+    ),
+    500: OpenApiResponse(ErrorSerializer, description="The turn failed unexpectedly; the worker logged why."),
+    502: OpenApiResponse(
+        ErrorSerializer, description="Every model provider tried failed or refused the request; `message` says how."
+    ),
+    504: OpenApiResponse(ErrorSerializer, description="Still running after SYNC_TURN_TIMEOUT_SECONDS; poll the turn."),
+}
+
+# metadata.failure (written by the engine) -> the status and summary the synchronous faces answer.
+FAILURE_STATUS = {
+    "configuration": (422, "Turn failed: configuration"),
+    "upstream": (502, "Turn failed: model provider"),
 }
 
 
@@ -96,7 +111,8 @@ class SyncTurnMixin(SessionScopedMixin):
         if turn.status == Turn.Status.COMPLETED:
             return None
         if turn.status == Turn.Status.FAILED:
-            return Response(error_body("Turn failed", turn.error, **ids), status=500)
+            code, summary = FAILURE_STATUS.get((turn.metadata or {}).get("failure"), (500, "Turn failed"))
+            return Response(error_body(summary, turn.error, **ids), status=code)
         if turn.status == Turn.Status.CANCELLED:
             return Response(
                 error_body("Turn cancelled", "The turn was cancelled before it answered.", **ids), status=409
@@ -195,7 +211,8 @@ class TaskView(SyncTurnMixin, TenantAPIView):
         tags=["agent"],
         summary="Run a one-off task and wait for its result",
         description="Starts a `task` session with `agent` (default: the first enabled agent) on `topic` and waits. "
-        'On failure: 500 `{"error", "message", "taskId"}`.',
+        'A failed turn answers `{"error", "message", "taskId", "sessionId"}` with 422 (configuration), '
+        "502 (model provider) or 500 (unexpected).",
         request=TaskSerializer,
         responses={200: TaskReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
