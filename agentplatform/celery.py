@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
 
 app = Celery("agentplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def dispatch_turns_at_worker_start(**_signal) -> None:
+    """Beat needs the broker too, so the first moment the broker is known to be back is often
+    a worker (re)starting: turns committed while it was down are sent from here at once."""
+    from apps.conversations.dispatch import turns_dispatch_pending
+
+    try:
+        turns_dispatch_pending()
+    except Exception:  # a failed sweep must not stop the worker; beat sweeps again shortly
+        logger.exception("the start-up turn dispatch failed")

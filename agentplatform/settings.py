@@ -266,7 +266,18 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_TASK_ROUTES = {"apps.memory.tasks.*": {"queue": "memory"}}
 # Schedules the code owns. django-celery-beat's scheduler upserts these by name at start-up and
 # leaves schedules that operators add in the admin alone.
+# The outbox: a turn committed while the broker was down is sent by a sweep every
+# TURN_DISPATCH_SWEEP_SECONDS once it is TURN_DISPATCH_GRACE_SECONDS old (younger ones are still
+# being sent by the request that made them). See apps/conversations/dispatch.py.
+TURN_DISPATCH_SWEEP_SECONDS = env.float("TURN_DISPATCH_SWEEP_SECONDS", default=5.0)
+TURN_DISPATCH_GRACE_SECONDS = env.float("TURN_DISPATCH_GRACE_SECONDS", default=2.0)
 CELERY_BEAT_SCHEDULE = {
+    "conversations.dispatch-pending-turns": {
+        "task": "apps.conversations.tasks.dispatch_pending_turns",
+        "schedule": TURN_DISPATCH_SWEEP_SECONDS,
+        # A sweep that waited behind a broker outage is worth nothing once the next one is due.
+        "options": {"expires": TURN_DISPATCH_SWEEP_SECONDS},
+    },
     "conversations.recover-stale-turns": {
         "task": "apps.conversations.tasks.recover_stale_turns",
         "schedule": 30.0,

@@ -6,12 +6,13 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from apps.conversations import cancellation
+from apps.conversations.dispatch import turn_enqueue_on_commit
 from apps.conversations.models import ChatSession, Feedback, Message, Turn
 from apps.core.errors import Conflict
 from apps.events import types as event_types
@@ -111,15 +112,25 @@ def _redact_parts(parts: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def message_post(
-    *, tenant, session: ChatSession, role: str, parts: list[dict], author=None, auto_run: bool = True
+    *,
+    tenant,
+    session: ChatSession,
+    role: str,
+    parts: list[dict],
+    author=None,
+    auto_run: bool = True,
+    idempotency_key: str = "",
 ) -> tuple[Message, Turn | None]:
     """Store a message and, for a user message with auto_run, queue the turn that answers it.
 
     Message and turn are written in one transaction; the worker is told on commit, so it never
-    looks for a turn that is not there yet.
+    looks for a turn that is not there yet. A repeated `idempotency_key` in the session returns
+    the first post's message and turn instead of writing new ones.
     """
-    from apps.conversations.tasks import execute_turn
-
+    if idempotency_key:
+        earlier = _idempotent_replay(tenant=tenant, session=session, key=idempotency_key)
+        if earlier is not None:
+            return earlier
     if session.archived:
         raise Conflict("This session is archived; unarchive it to continue.")
     runs = auto_run and role == Message.Role.USER
@@ -129,29 +140,62 @@ def message_post(
             raise ValidationError({"session": ["This session's agent is missing or disabled; assign an agent."]})
     clean_parts, findings = _redact_parts(parts)
     metadata = {"redactions": findings} if findings else {}
-    with transaction.atomic():
-        message = Message.objects.create(
-            tenant=tenant, session=session, role=role, parts=clean_parts, metadata=metadata
-        )
-        ChatSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
-        turn = None
-        if runs:
-            turn = Turn.objects.create(
+    try:
+        with transaction.atomic():
+            message, turn = _write_message_and_turn(
                 tenant=tenant,
                 session=session,
-                agent=session.agent,
-                input_message=message,
-                metadata={"redacted": bool(findings), "author_id": getattr(author, "pk", None)},
+                role=role,
+                parts=clean_parts,
+                metadata=metadata,
+                runs=runs,
+                findings=findings,
+                author=author,
+                idempotency_key=idempotency_key,
             )
-            turn_id = turn.pk
-            transaction.on_commit(lambda: execute_turn.delay(str(turn_id)))
+    except IntegrityError:
+        # A concurrent retry with the same key won the unique constraint: answer with its post.
+        earlier = _idempotent_replay(tenant=tenant, session=session, key=idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
+    return message, turn
+
+
+def _idempotent_replay(*, tenant, session: ChatSession, key: str) -> tuple[Message, Turn | None] | None:
+    message = Message.objects.filter(tenant=tenant, session=session, idempotency_key=key).first()
+    if message is None:
+        return None
+    return message, Turn.objects.filter(tenant=tenant, input_message=message).order_by("created_at").first()
+
+
+def _write_message_and_turn(
+    *, tenant, session, role, parts, metadata, runs, findings, author, idempotency_key
+) -> tuple[Message, Turn | None]:
+    message = Message.objects.create(
+        tenant=tenant,
+        session=session,
+        role=role,
+        parts=parts,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+    ChatSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
+    turn = None
+    if runs:
+        turn = Turn.objects.create(
+            tenant=tenant,
+            session=session,
+            agent=session.agent,
+            input_message=message,
+            metadata={"redacted": bool(findings), "author_id": getattr(author, "pk", None)},
+        )
+        turn_enqueue_on_commit(turn_id=turn.pk)
     return message, turn
 
 
 def turn_retry(*, tenant, turn: Turn) -> Turn:
     """A new turn answering the same input; the old one stays as it was."""
-    from apps.conversations.tasks import execute_turn
-
     if not turn.is_final:
         raise Conflict("The turn is still active; cancel it or wait for it to finish before retrying.")
     check_monthly_budget(tenant=tenant)
@@ -164,8 +208,7 @@ def turn_retry(*, tenant, turn: Turn) -> Turn:
             retry_of=turn,
             metadata={"retry_of": str(turn.pk)},
         )
-        new_id = new.pk
-        transaction.on_commit(lambda: execute_turn.delay(str(new_id)))
+        turn_enqueue_on_commit(turn_id=new.pk)
     return new
 
 

@@ -8,6 +8,7 @@ view that parses a query date goes through here.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 
 from django.utils import timezone
@@ -31,3 +32,16 @@ def query_datetime(params: Mapping[str, str], name: str) -> dt.datetime | None:
     if timezone.is_naive(value):
         value = timezone.make_aware(value, dt.UTC)
     return value
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")  # visible ASCII, as in the IETF draft's examples
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str:
+    """The request's `Idempotency-Key` header, "" when absent; 400 when it is not 1-128 visible ASCII."""
+    raw = headers.get("Idempotency-Key")
+    if raw in (None, ""):
+        return ""
+    if not _IDEMPOTENCY_KEY.match(raw):
+        raise ValidationError({"Idempotency-Key": ["1 to 128 visible ASCII characters."]})
+    return raw

@@ -11,16 +11,16 @@ from apps.agents.models import Agent, CatalogModel, ProviderKind
 from apps.conversations.models import Turn
 from tests.stubs.model_server import Reply
 
-# transaction=True: the turn is enqueued on commit and (eagerly) run before the view waits on it.
+# transaction=True: the turn is enqueued on commit and (tests run tasks inline) done before the view waits.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_providers")]
 
 
 @pytest.fixture
-def eager_turns():
-    """The view's on-commit enqueue runs the real task inline, as a worker would."""
-    celery_app.conf.task_always_eager = True
-    yield
+def no_worker():
+    """Tasks go to the broker and nothing consumes them (tests otherwise run them inline)."""
     celery_app.conf.task_always_eager = False
+    yield
+    celery_app.conf.task_always_eager = True
 
 
 @pytest.fixture
@@ -31,9 +31,7 @@ def openai_agent(tenant, make_provider):
     )
 
 
-def test_agent_message_with_every_provider_down_is_502_naming_the_turn(
-    owner_client, openai_agent, model_server, eager_turns
-):
+def test_agent_message_with_every_provider_down_is_502_naming_the_turn(owner_client, openai_agent, model_server):
     model_server.script([Reply(status=503)])
     response = owner_client.post("/api/agent/message", {"text": "hi", "agent": "oai-agent"}, format="json")
     assert response.status_code == 502
@@ -43,7 +41,7 @@ def test_agent_message_with_every_provider_down_is_502_naming_the_turn(
     assert Turn.objects.get(pk=body["turnId"]).status == Turn.Status.FAILED
 
 
-def test_task_over_the_agents_cost_limit_is_422_naming_the_task(owner_client, openai_agent, model_server, eager_turns):
+def test_task_over_the_agents_cost_limit_is_422_naming_the_task(owner_client, openai_agent, model_server):
     CatalogModel.objects.filter(pk=openai_agent.guide_model_id).update(
         input_per_mtok=Decimal("1000"), output_per_mtok=Decimal("1000")
     )
@@ -60,7 +58,7 @@ def test_task_over_the_agents_cost_limit_is_422_naming_the_task(owner_client, op
     assert model_server.requests == []
 
 
-def test_agent_message_that_outlives_the_wait_is_504_naming_the_turn(owner_client, openai_agent, settings):
+def test_agent_message_that_outlives_the_wait_is_504_naming_the_turn(owner_client, openai_agent, settings, no_worker):
     settings.SYNC_TURN_TIMEOUT_SECONDS = 0.2  # no worker runs in this test: the turn stays queued
     response = owner_client.post("/api/agent/message", {"text": "hi", "agent": "oai-agent"}, format="json")
     assert response.status_code == 504

@@ -25,6 +25,7 @@ from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.errors import json_error
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
+from apps.core.params import idempotency_key
 from apps.tenancy.models import Role
 
 BUDGET_RESPONSE = {402: OpenApiResponse(ErrorSerializer, description="The tenant's monthly budget is spent.")}
@@ -185,6 +186,15 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
             "they are stored or sent to a model. Chat routes have their own rate limit (CHAT_RATE_LIMIT)."
         ),
         request=MessagePostSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                description="Up to 128 visible ASCII characters. A retry with the same key in this session "
+                "answers the first post's `message_id` and `turn_id` and queues nothing new.",
+            )
+        ],
         responses={202: MessageAcceptedSerializer, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
     def post(self, request, session_id):
@@ -200,6 +210,7 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
                 parts=data["parts"],
                 author=self.principal.user,
                 auto_run=data["auto_run"],
+                idempotency_key=idempotency_key(request.headers),
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)
