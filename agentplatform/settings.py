@@ -235,6 +235,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # The enum hook is drf-spectacular's default; ours documents the shared error statuses.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.openapi.add_common_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "apps.tenancy.models.Tenant.Status",
         "ProbeStatusEnum": ["healthy", "unhealthy"],

@@ -19,7 +19,7 @@ DATETIME_HINT = "Use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z."
 
 
 def query_datetime(params: Mapping[str, str], name: str) -> dt.datetime | None:
-    """The aware datetime in `params[name]`, None when absent; naive values are taken as UTC."""
+    """The datetime in `params[name]` in UTC, None when absent; naive values are taken as UTC."""
     raw = params.get(name)
     if raw in (None, ""):
         return None
@@ -30,8 +30,12 @@ def query_datetime(params: Mapping[str, str], name: str) -> dt.datetime | None:
     if value is None:
         raise ValidationError({name: [DATETIME_HINT]})
     if timezone.is_naive(value):
-        value = timezone.make_aware(value, dt.UTC)
-    return value
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        # In UTC: PostgreSQL refuses offsets Python accepts (up to ±24 h), e.g. `-19:12`.
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable instant
+        raise ValidationError({name: [DATETIME_HINT]}) from None
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")  # visible ASCII, as in the IETF draft's examples

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -52,6 +53,18 @@ def _limiter(storage_url: str) -> MovingWindowRateLimiter:
 @functools.lru_cache(maxsize=32)
 def _parse(spec: str) -> RateLimitItem:
     return parse(spec)
+
+
+def ip_or_none(value: str | None) -> str | None:
+    """`value` when it is an IP address, else None. The client address is "unknown" without a
+    REMOTE_ADDR (a unix socket, some test clients) and anything a trusted proxy's
+    X-Forwarded-For says; an inet column must not turn that into a 500."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def client_address(request) -> str:

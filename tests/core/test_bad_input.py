@@ -24,6 +24,17 @@ def test_audit_since_that_is_not_a_date_is_400(owner_client):
     assert "since" in response.json()["fields"]
 
 
+def test_audit_since_with_an_offset_postgres_refuses_is_converted_to_utc(owner_client):
+    # Python accepts offsets up to ±24 h, PostgreSQL only ±15:59; this once reached the query and was a 500.
+    assert owner_client.get("/api/audit/log", {"since": "0626-06-28T03:20:50-19:12"}).status_code == 200
+
+
+def test_audit_since_before_the_first_utc_instant_is_400(owner_client):
+    response = owner_client.get("/api/audit/log", {"since": "0001-01-01T00:00:00+01:00"})
+    assert response.status_code == 400
+    assert "since" in response.json()["fields"]
+
+
 def test_naive_audit_since_is_read_as_utc(owner_client):
     response = owner_client.get("/api/audit/log", {"since": "2020-01-01T00:00:00"})
     assert response.status_code == 200

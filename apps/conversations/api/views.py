@@ -162,6 +162,7 @@ class SessionViewSet(SessionScopedMixin, TenantViewSet):
 
 
 class SessionMessagesView(SessionScopedMixin, TenantAPIView):
+    pagination_class = DefaultPagination  # also tells the schema the list is paginated
     rate_limit_scope = "chat"
 
     @extend_schema(

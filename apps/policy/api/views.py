@@ -179,6 +179,8 @@ class SimulateToolView(TenantAPIView):
 
 
 class ApprovalListView(TenantAPIView):
+    pagination_class = DefaultPagination  # also tells the schema the list is paginated
+
     @extend_schema(
         tags=["approvals"],
         summary="Approvals, pending ones by default",

@@ -203,6 +203,7 @@ class ApiKeyViewSet(TenantViewSet):
 
 
 class AuditLogView(TenantAPIView):
+    pagination_class = DefaultPagination  # also tells the schema the list is paginated
     required_roles = {"GET": Role.ADMIN}
 
     @extend_schema(
