@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
 import pytest
 
+from tests.conftest import create_key
 from tests.events import live
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +61,22 @@ def test_malformed_request_line_is_a_json_400(daphne_server):
     status, _, body = _raw_exchange(daphne_server, b"NONSENSE\r\n\r\n")
     assert status == "HTTP/1.1 400 Bad Request"
     assert body["error"] == "Bad request"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ws_message_nested_past_the_depth_limit_is_an_error_notice_and_the_socket_stays_open(daphne_server, tenant):
+    _, key = create_key(tenant)
+
+    async def scenario():
+        sock = await live.open_socket(daphne_server, key=key)
+        # 2,000 levels: within the 4,096-character frame cap, past the decoder's recursion limit.
+        await sock.connection.send("[" * 2000 + "]" * 2000)
+        too_deep = await sock.notice("error")
+        await sock.send({"action": "ping", "ref": 1})
+        pong = await sock.notice("pong")
+        await sock.close()
+        return too_deep, pong
+
+    too_deep, pong = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert too_deep["error"] == "Invalid JSON"
+    assert pong == {"type": "pong", "ref": 1}
