@@ -65,3 +65,16 @@ def test_agent_message_that_outlives_the_wait_is_504_naming_the_turn(owner_clien
     body = response.json()
     assert Turn.objects.get(pk=body["turnId"]).status == Turn.Status.QUEUED
     assert f"/api/turns/{body['turnId']}" in body["message"]
+
+
+def test_task_in_a_tenant_without_an_enabled_agent_is_422(owner_client):
+    response = owner_client.post("/api/tasks", {"topic": "anything"}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error"] == "Not configured"
+    assert Turn.objects.count() == 0
+
+
+def test_agent_message_naming_an_unknown_agent_is_400(owner_client, openai_agent):
+    response = owner_client.post("/api/agent/message", {"text": "hi", "agent": "nobody"}, format="json")
+    assert response.status_code == 400
+    assert "agent" in response.json()["fields"]

@@ -23,7 +23,7 @@ from apps.conversations.api.views import BUDGET_RESPONSE, SessionScopedMixin, bu
 from apps.conversations.models import ChatSession, Message, Turn
 from apps.conversations.services import BudgetExhausted
 from apps.core.api.views import TenantAPIView
-from apps.core.errors import error_body
+from apps.core.errors import NotConfigured, error_body
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.events.streaming import sse_response, turn_event_frames
 from apps.tenancy.models import Role
@@ -32,8 +32,8 @@ SYNC_ERRORS = {
     409: OpenApiResponse(ErrorSerializer, description="The turn was cancelled before it answered."),
     422: OpenApiResponse(
         ErrorSerializer,
-        description="The turn failed on the tenant's configuration (no usable model, agent disabled, cost limit); "
-        "`message` says what to configure, the id field names the turn.",
+        description="The tenant's configuration stopped it: no enabled agent (no turn was started), or the "
+        "turn failed on it (no usable model, agent disabled, cost limit; the id field names the turn).",
     ),
     500: OpenApiResponse(ErrorSerializer, description="The turn failed unexpectedly; the worker logged why."),
     502: OpenApiResponse(
@@ -72,10 +72,10 @@ class SyncTurnMixin(SessionScopedMixin):
             session = self.get_session(session_id)
         else:
             agent = selectors.agent_resolve(tenant=self.tenant, name_or_id=agent_name)
+            if agent is None and agent_name:
+                raise ValidationError({"agent": ["No such agent."]})
             if agent is None:
-                raise ValidationError(
-                    {"agent": ["No such agent." if agent_name else "This tenant has no enabled agent."]}
-                )
+                raise NotConfigured("This tenant has no enabled agent; create or enable one, or name one in `agent`.")
             session = services.session_create(
                 tenant=self.tenant, agent=agent, created_by=self.principal.user, title=text[:80], mode=mode
             )
