@@ -13,8 +13,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from apps.core import server_limits  # noqa: E402
 from apps.events.routing import websocket_application  # noqa: E402
 from apps.events.transport import StreamFlowMiddleware  # noqa: E402
+
+server_limits.install()  # JSON 414/431/400 from daphne's HTTP layer instead of a closed socket
 
 application = ProtocolTypeRouter(
     {

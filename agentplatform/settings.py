@@ -175,6 +175,8 @@ LOGIN_URL = "/admin/login/"
 # --- HTTP limits --------------------------------------------------------------------------------
 MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+# Deeper JSON bodies (and /ws messages) are a 400: decoders and serializers recurse per level.
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="100/minute")
 CHAT_RATE_LIMIT = env("CHAT_RATE_LIMIT", default="20/minute")
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
@@ -213,7 +215,7 @@ REST_FRAMEWORK = {
         "apps.tenancy.authentication.TenantSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.tenancy.permissions.IsTenantMember"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
@@ -241,6 +243,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # The enum hook is drf-spectacular's default; ours documents the shared error statuses.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.openapi.add_common_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "apps.tenancy.models.Tenant.Status",
         "ProbeStatusEnum": ["healthy", "unhealthy"],
@@ -272,7 +279,18 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_TASK_ROUTES = {"apps.memory.tasks.*": {"queue": "memory"}}
 # Schedules the code owns. django-celery-beat's scheduler upserts these by name at start-up and
 # leaves schedules that operators add in the admin alone.
+# The outbox: a turn committed while the broker was down is sent by a sweep every
+# TURN_DISPATCH_SWEEP_SECONDS once it is TURN_DISPATCH_GRACE_SECONDS old (younger ones are still
+# being sent by the request that made them). See apps/conversations/dispatch.py.
+TURN_DISPATCH_SWEEP_SECONDS = env.float("TURN_DISPATCH_SWEEP_SECONDS", default=5.0)
+TURN_DISPATCH_GRACE_SECONDS = env.float("TURN_DISPATCH_GRACE_SECONDS", default=2.0)
 CELERY_BEAT_SCHEDULE = {
+    "conversations.dispatch-pending-turns": {
+        "task": "apps.conversations.tasks.dispatch_pending_turns",
+        "schedule": TURN_DISPATCH_SWEEP_SECONDS,
+        # A sweep that waited behind a broker outage is worth nothing once the next one is due.
+        "options": {"expires": TURN_DISPATCH_SWEEP_SECONDS},
+    },
     "conversations.recover-stale-turns": {
         "task": "apps.conversations.tasks.recover_stale_turns",
         "schedule": 30.0,

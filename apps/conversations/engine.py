@@ -64,7 +64,16 @@ class TurnCancelled(Exception):
 
 
 class TurnFailure(Exception):
-    """A reason to fail the turn that the user should read (no model, budget, provider refusal)."""
+    """A reason to fail the turn that the user should read (no model, budget, provider refusal).
+
+    `kind` (stored as the turn's `metadata.failure`) lets the synchronous faces answer with a
+    status that says whose problem it is: `configuration` (fix the tenant's setup) or `upstream`
+    (the model provider failed). Anything unexpected is `internal`.
+    """
+
+    def __init__(self, message: str, *, kind: str = "configuration"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class BudgetRefused(TurnFailure):
@@ -280,10 +289,10 @@ class TurnRunner:
             self._finish_parked(parked)
             return
         except BudgetRefused as exc:
-            self.fail(str(exc), budget=exc.scope)
+            self.fail(str(exc), kind="budget", budget=exc.scope)
             return
         except TurnFailure as exc:
-            self.fail(str(exc))
+            self.fail(str(exc), kind=exc.kind)
             return
         self._finish_completed(text, stop_reason)
         memory_record_turn(turn=self.turn)  # episodic and working memory; embedded later, in batches
@@ -478,7 +487,7 @@ class TurnRunner:
                 continue
             except ProviderRequestError as exc:
                 self._release()
-                raise TurnFailure(f"{candidate.ref} refused the request: {exc}") from exc
+                raise TurnFailure(f"{candidate.ref} refused the request: {exc}", kind="upstream") from exc
             except TurnCancelled:
                 # The provider bills what it streamed before we hung up: the input and the text so far.
                 self._account(
@@ -497,7 +506,7 @@ class TurnRunner:
             raise BudgetRefused(
                 str(refusal) + (" Other models: " + "; ".join(others) if others else ""), scope=refusal.scope
             )
-        raise TurnFailure("No model could answer: " + "; ".join(failures))
+        raise TurnFailure("No model could answer: " + "; ".join(failures), kind="upstream")
 
     def _reserve(self, candidate, input_tokens: int) -> None:
         estimate = routing.estimate_call_cost_usd(agent=self.agent, candidate=candidate, input_tokens=input_tokens)
@@ -635,7 +644,15 @@ class TurnRunner:
         }
 
     def _write_final(
-        self, status: str, *, text: str | None, extra: dict, message_meta: dict, event: str, event_data
+        self,
+        status: str,
+        *,
+        text: str | None,
+        extra: dict,
+        message_meta: dict,
+        event: str,
+        event_data,
+        failure: str | None = None,
     ) -> dict:
         """Write the answer, the final state and its event in one transaction, only while we
         still own the turn. `event_data(fields)` builds the event from what was written.
@@ -643,6 +660,8 @@ class TurnRunner:
         One transaction means one commit (one WAL flush) and no window in which a client sees
         the state without its event, or the event without the state."""
         fields = {**self._finished_fields(), **extra, "status": status}
+        if failure is not None:
+            fields["metadata"]["failure"] = failure
         with transaction.atomic():
             if text is not None:
                 message = Message.objects.create(
@@ -734,7 +753,7 @@ class TurnRunner:
                 event_data=request_approval,
             )
 
-    def fail(self, error: str, *, budget: str | None = None) -> None:
+    def fail(self, error: str, *, kind: str = "internal", budget: str | None = None) -> None:
         error = redact_text(error)  # provider errors can quote what was sent
         extra: dict = {"error": error}
         if budget:  # the synchronous faces answer 402 naming it
@@ -745,6 +764,7 @@ class TurnRunner:
                 text=None,
                 extra=extra,
                 message_meta={},
+                failure=kind,
                 event=ev.TURN_FAILED,
                 event_data=lambda _fields: {"error": error},
             )

@@ -47,10 +47,19 @@ class Message(TenantOwnedModel):
     parts = models.JSONField(default=list)
     # e.g. {"redactions": [{"type": ...}], "offline": true, "stop_reason": "max_steps"}
     metadata = models.JSONField(default=dict, blank=True)
+    # The client's Idempotency-Key: a retried POST with the same key gets this message's turn back.
+    idempotency_key = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["session", "created_at"], name="message_session_order")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="message_idempotency_key",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
@@ -87,6 +96,9 @@ class Turn(TenantOwnedModel):
     # task takes over only once it has passed (the first worker died).
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Set once the broker accepted the turn's task. A queued turn without it was committed while
+    # the broker was down; the dispatcher (tasks.dispatch_pending_turns) sends it when it is back.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     model = models.CharField(max_length=300, blank=True, help_text="The model that answered: <provider>/<model>.")
     model_selection = models.JSONField(default=dict, blank=True)
     context_snapshot = models.JSONField(default=dict, blank=True)
@@ -120,6 +132,11 @@ class Turn(TenantOwnedModel):
                 condition=Q(reserved_until__isnull=False),
             ),
             models.Index(fields=["tenant", "created_at"], name="turn_tenant_recent"),
+            models.Index(
+                fields=["created_at"],
+                name="turn_undispatched",
+                condition=models.Q(status="queued", dispatched_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

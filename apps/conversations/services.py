@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from apps.conversations import cancellation
 from apps.conversations.budgets import BudgetExhausted, budget_check
+from apps.conversations.dispatch import turn_enqueue_on_commit
 from apps.conversations.models import ChatSession, Feedback, Message, Turn
 from apps.core.errors import Conflict
 from apps.events import types as event_types
@@ -119,6 +120,7 @@ def message_post(
     author=None,
     auto_run: bool = True,
     api_key=None,
+    idempotency_key: str = "",
 ) -> tuple[Message, Turn | None]:
     """Store a message and, for a user message with auto_run, queue the turn that answers it.
 
@@ -126,10 +128,13 @@ def message_post(
     monthly budget is charged for the turn's model calls.
 
     Message and turn are written in one transaction; the worker is told on commit, so it never
-    looks for a turn that is not there yet.
+    looks for a turn that is not there yet. A repeated `idempotency_key` in the session returns
+    the first post's message and turn instead of writing new ones.
     """
-    from apps.conversations.tasks import execute_turn
-
+    if idempotency_key:
+        earlier = _idempotent_replay(tenant=tenant, session=session, key=idempotency_key)
+        if earlier is not None:
+            return earlier
     if session.archived:
         raise Conflict("This session is archived; unarchive it to continue.")
     runs = auto_run and role == Message.Role.USER
@@ -139,31 +144,65 @@ def message_post(
             raise ValidationError({"session": ["This session's agent is missing or disabled; assign an agent."]})
     clean_parts, findings = _redact_parts(parts)
     metadata = {"redactions": findings} if findings else {}
-    with transaction.atomic():
-        message = Message.objects.create(
-            tenant=tenant, session=session, role=role, parts=clean_parts, metadata=metadata
-        )
-        ChatSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
-        turn = None
-        if runs:
-            turn = Turn.objects.create(
+    try:
+        with transaction.atomic():
+            message, turn = _write_message_and_turn(
                 tenant=tenant,
                 session=session,
-                agent=session.agent,
-                input_message=message,
+                role=role,
+                parts=clean_parts,
+                metadata=metadata,
+                runs=runs,
+                findings=findings,
+                author=author,
+                idempotency_key=idempotency_key,
                 api_key=api_key if getattr(api_key, "pk", None) else None,
-                metadata={"redacted": bool(findings), "author_id": getattr(author, "pk", None)},
             )
-            turn_id = turn.pk
-            transaction.on_commit(lambda: execute_turn.delay(str(turn_id)))
+    except IntegrityError:
+        # A concurrent retry with the same key won the unique constraint: answer with its post.
+        earlier = _idempotent_replay(tenant=tenant, session=session, key=idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
+    return message, turn
+
+
+def _idempotent_replay(*, tenant, session: ChatSession, key: str) -> tuple[Message, Turn | None] | None:
+    message = Message.objects.filter(tenant=tenant, session=session, idempotency_key=key).first()
+    if message is None:
+        return None
+    return message, Turn.objects.filter(tenant=tenant, input_message=message).order_by("created_at").first()
+
+
+def _write_message_and_turn(
+    *, tenant, session, role, parts, metadata, runs, findings, author, idempotency_key, api_key
+) -> tuple[Message, Turn | None]:
+    message = Message.objects.create(
+        tenant=tenant,
+        session=session,
+        role=role,
+        parts=parts,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+    ChatSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
+    turn = None
+    if runs:
+        turn = Turn.objects.create(
+            tenant=tenant,
+            session=session,
+            agent=session.agent,
+            input_message=message,
+            api_key=api_key,
+            metadata={"redacted": bool(findings), "author_id": getattr(author, "pk", None)},
+        )
+        turn_enqueue_on_commit(turn_id=turn.pk)
     return message, turn
 
 
 def turn_retry(*, tenant, turn: Turn, api_key=None) -> Turn:
     """A new turn answering the same input; the old one stays as it was. `api_key`: the
     retrying caller's key, charged like message_post's."""
-    from apps.conversations.tasks import execute_turn
-
     if not turn.is_final:
         raise Conflict("The turn is still active; cancel it or wait for it to finish before retrying.")
     check_monthly_budget(tenant=tenant, api_key=api_key)
@@ -177,8 +216,7 @@ def turn_retry(*, tenant, turn: Turn, api_key=None) -> Turn:
             api_key=api_key if getattr(api_key, "pk", None) else None,
             metadata={"retry_of": str(turn.pk)},
         )
-        new_id = new.pk
-        transaction.on_commit(lambda: execute_turn.delay(str(new_id)))
+        turn_enqueue_on_commit(turn_id=new.pk)
     return new
 
 

@@ -38,3 +38,11 @@ def recover_stale_turns() -> int:
             execute_turn.delay(str(turn_id))
             sent += 1
     return sent
+
+
+@shared_task(ignore_result=True)
+def dispatch_pending_turns() -> int:
+    """The outbox sweep: send queued turns that were committed while the broker was down."""
+    from apps.conversations.dispatch import turns_dispatch_pending
+
+    return turns_dispatch_pending()

@@ -47,6 +47,14 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class NotConfigured(exceptions.APIException):
+    """Well-formed input the tenant's setup cannot serve (no enabled agent, no usable model)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The tenant is not configured for this."
+    default_code = "not_configured"
+
+
 def _flatten(detail: Any) -> Any:
     """DRF's ErrorDetail lists become plain strings and lists of strings."""
     if isinstance(detail, dict):
@@ -79,6 +87,8 @@ def _summary_for(exc: exceptions.APIException) -> tuple[str, str | None]:
         return "Payload too large", str(exc.detail)
     if isinstance(exc, Conflict):
         return "Conflict", str(exc.detail)
+    if isinstance(exc, NotConfigured):
+        return "Not configured", str(exc.detail)
     detail = exc.detail if isinstance(exc.detail, str) else None
     return str(detail or exc.default_detail), None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -84,6 +85,18 @@ def client_address_from_meta(meta: Mapping[str, str]) -> str:
     # A header shorter than our proxy chain (or unparsable) did not come through all of our
     # proxies: the peer is the best we know.
     return str(ip) if ip is not None else peer
+
+
+def ip_or_none(value: str | None) -> str | None:
+    """`value` when it is an IP address, else None. The client address is "unknown" without a
+    REMOTE_ADDR (a unix socket, some test clients) and anything a trusted proxy's
+    X-Forwarded-For says; an inet column must not turn that into a 500."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def client_address(request) -> str:

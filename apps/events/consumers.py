@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from apps.core.parsers import loads_bounded
 from apps.events.live import encode, hub, in_thread
 from apps.events.selectors import events_after, oldest_event_id
 from apps.events.services import envelope as event_envelope
@@ -170,7 +170,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             self._error("Invalid message", f"Send JSON text frames of at most {MAX_CLIENT_MESSAGE_CHARS} characters.")
             return
         try:
-            message = json.loads(text_data)
+            message = loads_bounded(text_data)
         except ValueError:
             self._error("Invalid JSON", "Could not parse the message as JSON.")
             return

@@ -15,6 +15,7 @@ from django.utils.text import slugify
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from apps.core.errors import Conflict
+from apps.core.ratelimit import ip_or_none
 from apps.tenancy.models import ROLE_RANK, ApiKey, AuditLog, Membership, Role, Scope, Tenant
 from apps.tenancy.principal import Actor, lower_role, role_at_least
 
@@ -43,7 +44,7 @@ def audit_record(
         target_type=target_type,
         target_id=str(target_id)[:128],
         data=data or {},
-        ip=actor.ip,
+        ip=ip_or_none(actor.ip),
         request_id=actor.request_id[:128],
     )
 

@@ -25,6 +25,8 @@ class ProviderSerializer(serializers.ModelSerializer):
     )
     has_api_key = serializers.SerializerMethodField(help_text="Whether a key is stored (it is never shown).")
     api_key_hint = serializers.CharField(read_only=True, help_text="Enough of the key to recognise it, e.g. sk-…3xYz.")
+    # Not a URLField: empty is a valid value, which the schema's `format: uri` would refuse.
+    base_url = serializers.CharField(read_only=True, help_text="Empty: the provider's public endpoint.")
 
     class Meta:
         model = Provider

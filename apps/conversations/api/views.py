@@ -33,6 +33,7 @@ from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.errors import json_error
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
+from apps.core.params import idempotency_key
 from apps.tenancy.models import Role
 
 BudgetErrorSerializer = inline_serializer(
@@ -204,6 +205,7 @@ class SessionViewSet(SessionScopedMixin, TenantViewSet):
 
 
 class SessionMessagesView(SessionScopedMixin, TenantAPIView):
+    pagination_class = DefaultPagination  # also tells the schema the list is paginated
     rate_limit_scope = "chat"
     pagination_class = DefaultPagination
 
@@ -226,6 +228,15 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
             "they are stored or sent to a model. Chat routes have their own rate limit (CHAT_RATE_LIMIT)."
         ),
         request=MessagePostSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                description="Up to 128 visible ASCII characters. A retry with the same key in this session "
+                "answers the first post's `message_id` and `turn_id` and queues nothing new.",
+            )
+        ],
         responses={202: MessageAcceptedSerializer, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
     def post(self, request, session_id):
@@ -242,6 +253,7 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
                 author=self.principal.user,
                 auto_run=data["auto_run"],
                 api_key=self.principal.api_key,
+                idempotency_key=idempotency_key(request.headers),
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)

@@ -23,7 +23,7 @@ from apps.conversations.api.views import BUDGET_RESPONSE, SessionScopedMixin, bu
 from apps.conversations.models import ChatSession, Message, Turn
 from apps.conversations.services import BudgetExhausted
 from apps.core.api.views import TenantAPIView
-from apps.core.errors import error_body
+from apps.core.errors import NotConfigured, error_body
 from apps.core.ids import parse_uuid
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.events.streaming import sse_response, turn_event_frames
@@ -31,10 +31,25 @@ from apps.tenancy.models import Role
 
 SYNC_ERRORS = {
     409: OpenApiResponse(
-        ErrorSerializer, description="The turn was cancelled, or a new session would pass `max_sessions`."
+        ErrorSerializer,
+        description="The turn was cancelled before it answered, or a new session would pass `max_sessions`.",
     ),
-    500: OpenApiResponse(ErrorSerializer, description="The turn failed; `message` says why, `turnId` names it."),
-    504: OpenApiResponse(ErrorSerializer, description="Still running after SYNC_TURN_TIMEOUT_SECONDS; poll `turnId`."),
+    422: OpenApiResponse(
+        ErrorSerializer,
+        description="The tenant's configuration stopped it: no enabled agent (no turn was started), or the "
+        "turn failed on it (no usable model, agent disabled, cost limit; the id field names the turn).",
+    ),
+    500: OpenApiResponse(ErrorSerializer, description="The turn failed unexpectedly; the worker logged why."),
+    502: OpenApiResponse(
+        ErrorSerializer, description="Every model provider tried failed or refused the request; `message` says how."
+    ),
+    504: OpenApiResponse(ErrorSerializer, description="Still running after SYNC_TURN_TIMEOUT_SECONDS; poll the turn."),
+}
+
+# metadata.failure (written by the engine) -> the status and summary the synchronous faces answer.
+FAILURE_STATUS = {
+    "configuration": (422, "Turn failed: configuration"),
+    "upstream": (502, "Turn failed: model provider"),
 }
 
 
@@ -61,10 +76,10 @@ class SyncTurnMixin(SessionScopedMixin):
             session = self.continued_session(session_id, agent_name)
         else:
             agent = selectors.agent_resolve(tenant=self.tenant, name_or_id=agent_name)
+            if agent is None and agent_name:
+                raise ValidationError({"agent": ["No such agent."]})
             if agent is None:
-                raise ValidationError(
-                    {"agent": ["No such agent." if agent_name else "This tenant has no enabled agent."]}
-                )
+                raise NotConfigured("This tenant has no enabled agent; create or enable one, or name one in `agent`.")
             session = services.session_create(
                 tenant=self.tenant, agent=agent, created_by=self.principal.user, title=text[:80], mode=mode
             )
@@ -118,7 +133,8 @@ class SyncTurnMixin(SessionScopedMixin):
             body = error_body("Budget exhausted", turn.error, budget=turn.metadata["budget_exhausted"], **ids)
             return Response(body, status=402)
         if turn.status == Turn.Status.FAILED:
-            return Response(error_body("Turn failed", turn.error, **ids), status=500)
+            code, summary = FAILURE_STATUS.get((turn.metadata or {}).get("failure"), (500, "Turn failed"))
+            return Response(error_body(summary, turn.error, **ids), status=code)
         if turn.status == Turn.Status.CANCELLED:
             return Response(
                 error_body("Turn cancelled", "The turn was cancelled before it answered.", **ids), status=409
@@ -217,7 +233,8 @@ class TaskView(SyncTurnMixin, TenantAPIView):
         tags=["agent"],
         summary="Run a one-off task and wait for its result",
         description="Starts a `task` session with `agent` (default: the first enabled agent) on `topic` and waits. "
-        'On failure: 500 `{"error", "message", "taskId"}`.',
+        'A failed turn answers `{"error", "message", "taskId", "sessionId"}` with 422 (configuration), '
+        "502 (model provider) or 500 (unexpected).",
         request=TaskSerializer,
         responses={200: TaskReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )

@@ -74,7 +74,8 @@ class TenantUpdateSerializer(serializers.Serializer):
 class MemberSerializer(serializers.ModelSerializer):
     user_id = serializers.IntegerField(source="user.id", read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    # A CharField: a member added by username has "" here, which `format: email` would refuse.
+    email = serializers.CharField(source="user.email", read_only=True, help_text="Empty for a username-only member.")
     has_password = serializers.SerializerMethodField(help_text="False until an invited person sets a password.")
 
     class Meta:
@@ -143,8 +144,8 @@ class MemberRoleSerializer(serializers.Serializer):
 
 class ApiKeySerializer(serializers.ModelSerializer):
     created_at = serializers.DateTimeField(source="created", read_only=True)
-    expires_at = serializers.DateTimeField(source="expiry_date", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    expires_at = serializers.DateTimeField(source="expiry_date", read_only=True, allow_null=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     status = serializers.SerializerMethodField()
 
     class Meta:
@@ -210,6 +211,9 @@ class ApiKeyCreateSerializer(serializers.Serializer):
 
 class AuditLogSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_label", read_only=True)
+    # Apps record their own actions (`skill.created`, `ai_rule.created`, ...) beyond the model's
+    # choices, so the schema promises a string, not the enum.
+    action = serializers.CharField(read_only=True, help_text="What happened, e.g. `api_key.created`.")
 
     class Meta:
         model = AuditLog

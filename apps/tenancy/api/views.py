@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
+from apps.core.params import query_datetime
 from apps.core.ratelimit import client_address
 from apps.tenancy import invitations, selectors, services
 from apps.tenancy.api.serializers import (
@@ -213,6 +213,7 @@ class ApiKeyViewSet(TenantViewSet):
 
 
 class AuditLogView(TenantAPIView):
+    pagination_class = DefaultPagination  # also tells the schema the list is paginated
     required_roles = {"GET": Role.ADMIN}
 
     @extend_schema(
@@ -227,10 +228,7 @@ class AuditLogView(TenantAPIView):
         responses={200: AuditLogSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request):
-        since_raw = request.query_params.get("since")
-        since = parse_datetime(since_raw) if since_raw else None
-        if since_raw and since is None:
-            raise ValidationError({"since": ["Use an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z."]})
+        since = query_datetime(request.query_params, "since")
         entries = selectors.audit_log_list(tenant=self.tenant, action=request.query_params.get("action"), since=since)
         paginator = DefaultPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
