@@ -100,20 +100,21 @@ def loopback_http_get(monkeypatch):
 
 @pytest.fixture
 def canary_plugin(tenant, settings, tmp_path):
-    """The demo MCP server over stdio, started with the GitHub token in its environment; its
-    `secret_env` tool prints it."""
+    """The demo MCP server over stdio (an operator's definition, granted to the tenant), started
+    with the GitHub token in its environment; its `secret_env` tool prints it."""
+    from apps.tools.models import PluginDefinition
+
     settings.VAR_DIR = tmp_path / "var"
-    settings.MCP_STDIO_ALLOWED_COMMANDS = [sys.executable]
     settings.MCP_CONNECT_TIMEOUT_SECONDS = 30.0
     settings.MCP_CALL_TIMEOUT_SECONDS = 20.0
-    config = {"transport": "stdio", "command": sys.executable, "args": [str(DEMO_MCP_SERVER)]}
-    plugin = tool_services.plugin_create(
-        tenant=tenant,
-        actor=ACTOR,
-        name="demo",
-        config=config,
-        secrets={"env": {"DEMO_TOKEN": SECRETS["MCP output (GitHub token)"]}},
+    definition = PluginDefinition.objects.create(
+        name="demo", description="The tests' demo server", command=sys.executable, args=[str(DEMO_MCP_SERVER)]
     )
+    tool_services.plugin_definition_save(
+        actor=ACTOR, definition=definition, secret_env={"DEMO_TOKEN": SECRETS["MCP output (GitHub token)"]}
+    )
+    definition.granted_tenants.add(tenant)
+    plugin = tool_services.plugin_toggle(tenant=tenant, actor=ACTOR, name="demo", enabled=True)
     yield plugin
     manager.close_all()
 
