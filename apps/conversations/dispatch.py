@@ -5,7 +5,8 @@ A transactional outbox in its smallest form: the queued Turn row *is* the outbox
 (no retries: the client is waiting). Success stamps `dispatched_at`; failure is logged and the
 client still gets its 202 and turn id, because the dispatcher (tasks.dispatch_pending_turns,
 every TURN_DISPATCH_SWEEP_SECONDS on beat, and once at each worker start) sends every queued
-turn that is older than TURN_DISPATCH_GRACE_SECONDS and has no marker.
+turn that has waited longer than TURN_DISPATCH_GRACE_SECONDS (since it was posted, or
+resumed after an approval) and has no marker.
 
 Each send is claimed first by a compare-and-set on `dispatched_at`, so two dispatchers (two
 beats, a beat and a starting worker) never send the same turn twice; a failed send gives the
@@ -92,8 +93,9 @@ def turns_dispatch_pending(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.TURN_DISPATCH_GRACE_SECONDS)
     pending = list(
-        Turn.objects.filter(status=Turn.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=cutoff)
-        .order_by("created_at")
+        # updated_at: when it became queued (posted, or resumed after an approval)
+        Turn.objects.filter(status=Turn.Status.QUEUED, dispatched_at__isnull=True, updated_at__lt=cutoff)
+        .order_by("updated_at")
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     sent = 0

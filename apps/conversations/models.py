@@ -133,7 +133,7 @@ class Turn(TenantOwnedModel):
             ),
             models.Index(fields=["tenant", "created_at"], name="turn_tenant_recent"),
             models.Index(
-                fields=["created_at"],
+                fields=["updated_at"],
                 name="turn_undispatched",
                 condition=models.Q(status="queued", dispatched_at__isnull=True),
             ),

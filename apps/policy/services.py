@@ -194,15 +194,16 @@ def approval_role(tenant) -> str:
 
 def _resume(approval: Approval) -> None:
     """Hand the waiting turn back to a worker (compare-and-set: only a waiting turn moves)."""
+    from apps.conversations.dispatch import turn_enqueue_on_commit
     from apps.conversations.models import Turn
-    from apps.conversations.tasks import execute_turn
 
+    # Back in the outbox (dispatched_at cleared): if the broker is down now, the dispatcher
+    # sends it once it is back, as for a newly posted turn.
     moved = Turn.objects.filter(pk=approval.turn_id, status=Turn.Status.WAITING_APPROVAL).update(
-        status=Turn.Status.QUEUED, updated_at=timezone.now()
+        status=Turn.Status.QUEUED, dispatched_at=None, updated_at=timezone.now()
     )
     if moved:
-        turn_id = str(approval.turn_id)
-        transaction.on_commit(lambda: execute_turn.delay(turn_id))
+        turn_enqueue_on_commit(turn_id=approval.turn_id)
 
 
 def approval_decide(

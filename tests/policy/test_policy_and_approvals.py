@@ -305,3 +305,20 @@ def test_the_migration_recovers_the_policys_reason_of_decided_approvals(chat):
     approval.refresh_from_db()
     assert approval.policy_reason == "tenant rule for current_time: require_approval"
     assert approval.decision_reason == "the decider's words"
+
+
+@pytest.mark.usefixtures("gated")
+def test_a_resumed_turn_waits_in_the_outbox_until_the_broker_takes_it(chat, owner_client, settings):
+    from apps.conversations import dispatch
+
+    settings.TURN_DISPATCH_GRACE_SECONDS = 0
+    turn, approval = parked_turn(chat)
+    Turn.objects.filter(pk=turn.pk).update(dispatched_at=timezone.now())  # sent once, when it was posted
+    # The approval commits but its on-commit send never happens (as when the broker is down).
+    assert owner_client.post(f"/api/approvals/{approval.pk}/approve", {}, format="json").status_code == 200
+    turn.refresh_from_db()
+    assert (turn.status, turn.dispatched_at) == (Turn.Status.QUEUED, None)
+    assert dispatch.turns_dispatch_pending() == 1
+    turn.refresh_from_db()
+    assert turn.status == Turn.Status.COMPLETED, turn.error
+    assert Event.objects.filter(turn_id=turn.pk, type="tool_result").count() == 1

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             model_name="turn",
             index=models.Index(
                 condition=models.Q(("dispatched_at__isnull", True), ("status", "queued")),
-                fields=["created_at"],
+                fields=["updated_at"],
                 name="turn_undispatched",
             ),
         ),
