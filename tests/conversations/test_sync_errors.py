@@ -41,7 +41,9 @@ def test_agent_message_with_every_provider_down_is_502_naming_the_turn(owner_cli
     assert Turn.objects.get(pk=body["turnId"]).status == Turn.Status.FAILED
 
 
-def test_task_over_the_agents_cost_limit_is_422_naming_the_task(owner_client, openai_agent, model_server):
+def test_task_over_the_agents_cost_limit_is_402_naming_the_budget_and_the_task(
+    owner_client, openai_agent, model_server
+):
     CatalogModel.objects.filter(pk=openai_agent.guide_model_id).update(
         input_per_mtok=Decimal("1000"), output_per_mtok=Decimal("1000")
     )
@@ -50,11 +52,11 @@ def test_task_over_the_agents_cost_limit_is_422_naming_the_task(owner_client, op
     response = owner_client.post(
         "/api/tasks", {"topic": "an expensive question " * 20, "agent": "oai-agent"}, format="json"
     )
-    assert response.status_code == 422
+    assert response.status_code == 402
     body = response.json()
-    assert body["error"] == "Turn failed: configuration"
+    assert (body["error"], body["budget"]) == ("Budget exhausted", "agent_turn")
     assert "max_cost_usd" in body["message"]
-    assert Turn.objects.get(pk=body["taskId"]).metadata["failure"] == "configuration"
+    assert Turn.objects.get(pk=body["taskId"]).metadata["failure"] == "budget"
     assert model_server.requests == []
 
 

@@ -218,7 +218,7 @@ def test_the_list_is_paginated_and_shows_builtins_python_and_mcp_plugins_without
         {"name": "Authorization", "hint": "…alue"},
         {"name": "X-Team", "hint": "…ader"},
     ]
-    assert by_name["remote"]["config"] == {"transport": "http", "url": "http://127.0.0.1:9/mcp"}
+    assert by_name["remote"]["config"] == {"transport": "http", "url": "http://mcp.invalid/mcp"}
     text = response.content.decode()
     assert "top-secret-value" not in text
     assert "blue-team-header" not in text

@@ -37,7 +37,7 @@ SYNC_ERRORS = {
     422: OpenApiResponse(
         ErrorSerializer,
         description="The tenant's configuration stopped it: no enabled agent (no turn was started), or the "
-        "turn failed on it (no usable model, agent disabled, cost limit; the id field names the turn).",
+        "turn failed on it (no usable model, agent disabled; a spent budget is a 402; the id field names the turn).",
     ),
     500: OpenApiResponse(ErrorSerializer, description="The turn failed unexpectedly; the worker logged why."),
     502: OpenApiResponse(
