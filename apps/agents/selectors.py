@@ -177,6 +177,7 @@ def platform_cap_of(*, tenant_id, platform_provider_id) -> Decimal | None:
     on a platform link asks (apps/conversations/budgets.py)."""
     cap = (
         PlatformProviderAccess.objects.filter(tenant_id=tenant_id, platform_provider_id=platform_provider_id)
+        .order_by()  # one row at most: no need for the model's ordering (a join on two tables)
         .values_list("monthly_cap_usd", flat=True)
         .first()
     )

@@ -20,9 +20,11 @@ Crash safety: a reservation is a row value with an expiry, not a lock. A worker 
 holding one stops extending it, and after BUDGET_RESERVATION_SECONDS it no longer counts; the
 settled spend was already written call by call.
 
-Scopes are a list of `BudgetScope(key, limit_usd, spent_usd_fn, label)`: the tenant's monthly
+Scopes are a list of `BudgetScope(key, limit_usd, spent_usd_sql, label)`: the tenant's monthly
 budget, the API key's monthly budget, the agent's per-turn limit, and the operator's per-tenant
-cap of a platform provider. Each `spent_usd_fn` is one query. Adding a scope is a few lines here.
+cap of a platform provider. Each scope's spend is an SQL expression (subqueries on the ledger and
+on the live reservations), and all the scopes of a call are measured in one SELECT under the
+lock: one round trip however many budgets apply. Adding a scope is a few lines here.
 """
 
 from __future__ import annotations
@@ -35,14 +37,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import DecimalField, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Sum
 from django.utils import timezone
 
-from apps.agents.models import PlatformSpend
+from apps.agents.models import PlatformSpend, Provider
 from apps.agents.selectors import platform_cap_of
 from apps.conversations.models import SpendLedger, Turn
-from apps.tenancy.models import Tenant
 
 SCOPE_TENANT = "tenant_monthly"
 SCOPE_API_KEY = "api_key_monthly"
@@ -67,7 +67,9 @@ class BudgetExhausted(Exception):
 class BudgetScope:
     key: str  # one of the SCOPE_* names; the 402 body's "budget"
     limit_usd: Decimal
-    spent_usd_fn: Callable[[dt.datetime], Decimal]  # settled + live reservations at `now`
+    # Settled + live reservations at `now`, as an SQL expression and its parameters:
+    # `measure()` evaluates those of every scope of a call in one SELECT.
+    spent_usd_sql: Callable[[dt.datetime], tuple[str, list]]
     label: str  # "this tenant's monthly budget of $5.00"
     how_to_raise: str
 
@@ -86,8 +88,6 @@ class Reservation:
 
 # --- spend -------------------------------------------------------------------------------------
 
-_MONEY = DecimalField(max_digits=14, decimal_places=6)
-
 
 def month_start(now: dt.datetime | None = None) -> dt.datetime:
     now = now or timezone.now()
@@ -99,28 +99,71 @@ def ledger_month(now: dt.datetime | None = None) -> dt.date:
     return month_start(now).date()
 
 
-def _sum_of(rows, field: str):
-    """A scalar subquery: SUM(field) over `rows` (one tenant's), 0 when there are none."""
-    total = rows.order_by().values("tenant_id").annotate(total=Sum(field)).values("total")
-    return Coalesce(Subquery(total, output_field=_MONEY), Value(ZERO, output_field=_MONEY))
+# The spend of a scope is SQL: scalar subqueries added up, so that `measure()` sends one SELECT
+# for every scope of a call. Written as SQL, not built with the ORM, because compiling the
+# equivalent querysets took 2.7 ms of Python per call, ten times what the query takes to run.
+# Only table names (the models') are formatted in; every value is a parameter (the S608 noqas).
+Fragment = tuple[str, list]
 
 
-def _one_query(tenant_id, *sums) -> Decimal:
-    """Add up the subqueries in a single round trip, selected next to the tenant's row (a
-    primary-key lookup: the SELECT needs a FROM to hang the subqueries on)."""
-    total = sums[0]
-    for more in sums[1:]:
-        total = total + more
-    row = Tenant.objects.filter(pk=tenant_id).values_list(total, flat=True).first()
-    return row if row is not None else ZERO
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
-def _live_reservations(tenant_id, now: dt.datetime, *, exclude_turn_id=None, **where):
+def _ledger_sum(tenant_id, now: dt.datetime, *, api_key_id=None) -> Fragment:
+    """Settled spend of the month: the tenant's ledger rows (one per key used), or one key's."""
+    sql = f"(SELECT coalesce(sum(cost_usd), 0) FROM {_table(SpendLedger)} WHERE tenant_id = %s AND month = %s"  # noqa: S608
+    params = [tenant_id, ledger_month(now)]
+    if api_key_id is not None:
+        sql, params = sql + " AND api_key_id = %s", [*params, api_key_id]
+    return sql + ")", params
+
+
+def _platform_sum(tenant_id, platform_id, now: dt.datetime) -> Fragment:
+    sql = (
+        f"(SELECT coalesce(sum(cost_usd), 0) FROM {_table(PlatformSpend)} "  # noqa: S608
+        "WHERE tenant_id = %s AND platform_provider_id = %s AND month = %s)"
+    )
+    return sql, [tenant_id, platform_id, ledger_month(now)]
+
+
+def _live_sum(tenant_id, now: dt.datetime, *, exclude_turn_id=None, api_key_id=None, platform_id=None) -> Fragment:
     """Reservations of calls in flight. `reserved_until > now` implies the partial index's
-    `reserved_until IS NOT NULL`, so this is a scan of `turn_tenant_reserved`: the few turns of
-    the tenant that hold one, however many turns the month has."""
-    live = Turn.objects.filter(tenant_id=tenant_id, reserved_until__gt=now, **where)
-    return live.exclude(pk=exclude_turn_id) if exclude_turn_id is not None else live
+    `reserved_until IS NOT NULL`, so this reads `turn_tenant_reserved`: the few turns of the
+    tenant that hold one, however many turns the month has. The calling turn's own reservation
+    is left out: it is about to be replaced."""
+    sql = f"(SELECT coalesce(sum(reserved_usd), 0) FROM {_table(Turn)} WHERE tenant_id = %s"  # noqa: S608
+    sql += " AND reserved_until > %s"
+    params: list = [tenant_id, now]
+    if exclude_turn_id is not None:
+        sql, params = sql + " AND id <> %s", [*params, exclude_turn_id]
+    if api_key_id is not None:
+        sql, params = sql + " AND api_key_id = %s", [*params, api_key_id]
+    if platform_id is not None:  # any of the tenant's links to it (re-linking makes a new row)
+        links = f"SELECT id FROM {_table(Provider)} WHERE tenant_id = %s AND platform_id = %s"  # noqa: S608
+        sql += f" AND reserved_provider_id IN ({links})"
+        params = [*params, tenant_id, platform_id]
+    return sql + ")", params
+
+
+def _plus(*fragments: Fragment) -> Fragment:
+    return " + ".join(sql for sql, _ in fragments), [p for _, params in fragments for p in params]
+
+
+def spend_query(scopes: list[BudgetScope], now: dt.datetime) -> Fragment:
+    """The one SELECT that measures every scope of a call."""
+    parts = [scope.spent_usd_sql(now) for scope in scopes]
+    return "SELECT " + ", ".join(sql for sql, _ in parts), [p for _, params in parts for p in params]
+
+
+def measure(scopes: list[BudgetScope], now: dt.datetime) -> list[Decimal]:
+    """Every scope's spend (settled + live reservations) at `now`, in one round trip."""
+    if not scopes:
+        return []
+    sql, params = spend_query(scopes, now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [Decimal(value) for value in cursor.fetchone()]
 
 
 def _ledger(tenant_id, now: dt.datetime, **where):
@@ -155,10 +198,8 @@ def tenant_scope(tenant, *, exclude_turn_id=None) -> BudgetScope | None:
     return BudgetScope(
         key=SCOPE_TENANT,
         limit_usd=limit,
-        spent_usd_fn=lambda now: _one_query(
-            tenant.pk,
-            _sum_of(_ledger(tenant.pk, now), "cost_usd"),
-            _sum_of(_live_reservations(tenant.pk, now, exclude_turn_id=exclude_turn_id), "reserved_usd"),
+        spent_usd_sql=lambda now: _plus(
+            _ledger_sum(tenant.pk, now), _live_sum(tenant.pk, now, exclude_turn_id=exclude_turn_id)
         ),
         label=f"this tenant's monthly budget of ${limit:.2f}",
         how_to_raise="An owner can raise monthly_budget_usd with PATCH /api/tenants/current.",
@@ -173,13 +214,9 @@ def api_key_scope(api_key, *, exclude_turn_id=None) -> BudgetScope | None:
     return BudgetScope(
         key=SCOPE_API_KEY,
         limit_usd=limit,
-        spent_usd_fn=lambda now: _one_query(
-            tenant_id,
-            _sum_of(_ledger(tenant_id, now, api_key_id=api_key.pk), "cost_usd"),
-            _sum_of(
-                _live_reservations(tenant_id, now, exclude_turn_id=exclude_turn_id, api_key_id=api_key.pk),
-                "reserved_usd",
-            ),
+        spent_usd_sql=lambda now: _plus(
+            _ledger_sum(tenant_id, now, api_key_id=api_key.pk),
+            _live_sum(tenant_id, now, exclude_turn_id=exclude_turn_id, api_key_id=api_key.pk),
         ),
         label=f"the monthly budget of API key '{api_key.name}' ({api_key.prefix}…) of ${limit:.2f}",
         how_to_raise=f'An admin can raise it with PATCH /api/keys/{api_key.pk} {{"monthly_budget_usd": ...}}.',
@@ -194,7 +231,10 @@ def agent_turn_scope(agent, turn) -> BudgetScope | None:
         key=SCOPE_AGENT_TURN,
         limit_usd=limit,
         # Only settled calls: the turn holds one reservation at a time, the one being replaced.
-        spent_usd_fn=lambda _now: Turn.objects.filter(pk=turn.pk).values_list("cost_usd", flat=True).first() or ZERO,
+        spent_usd_sql=lambda _now: (
+            f"(SELECT coalesce(max(cost_usd), 0) FROM {_table(Turn)} WHERE id = %s)",  # noqa: S608
+            [turn.pk],
+        ),
         label=f"agent '{agent.name}''s limit of ${limit} per turn (model_policy.max_cost_usd)",
         how_to_raise="Raise max_cost_usd, pick a cheaper model, lower max_output_tokens or shorten the conversation.",
     )
@@ -216,19 +256,12 @@ def platform_scope_for(candidate, tenant, *, exclude_turn_id=None) -> BudgetScop
     limit = platform_cap_of(tenant_id=tenant.pk, platform_provider_id=platform_id)
     if limit is None:
         return None
-    settled = PlatformSpend.objects.filter(tenant_id=tenant.pk, platform_provider_id=platform_id)
     return BudgetScope(
         key=SCOPE_PLATFORM,
         limit_usd=limit,
-        spent_usd_fn=lambda now: _one_query(
-            tenant.pk,
-            _sum_of(settled.filter(month=ledger_month(now)), "cost_usd"),
-            _sum_of(
-                _live_reservations(
-                    tenant.pk, now, exclude_turn_id=exclude_turn_id, reserved_provider__platform_id=platform_id
-                ),
-                "reserved_usd",
-            ),
+        spent_usd_sql=lambda now: _plus(
+            _platform_sum(tenant.pk, platform_id, now),
+            _live_sum(tenant.pk, now, exclude_turn_id=exclude_turn_id, platform_id=platform_id),
         ),
         label=f"the operator's monthly cap of ${limit:.2f} on this tenant's use of platform provider '{provider.name}'",
         how_to_raise="Ask the operator to raise the cap, or choose a model on another provider.",
@@ -260,11 +293,8 @@ def _lock_tenant(tenant) -> None:
 def budget_check(*, tenant, api_key=None) -> None:
     """Refuse to start a turn when a monthly budget is already spent (the POST's early 402).
     Not a guarantee by itself: the per-call reservation is what holds under concurrency."""
-    now = timezone.now()
-    for scope in (tenant_scope(tenant), api_key_scope(api_key)):
-        if scope is None:
-            continue
-        spent = scope.spent_usd_fn(now)
+    scopes = [scope for scope in (tenant_scope(tenant), api_key_scope(api_key)) if scope is not None]
+    for scope, spent in zip(scopes, measure(scopes, timezone.now()), strict=True):
         if spent >= scope.limit_usd:
             raise scope.refusal(spent, None)
 
@@ -281,8 +311,7 @@ def budget_reserve(*, tenant, turn, agent, candidate, estimate_usd: Decimal) -> 
     with transaction.atomic():
         _lock_tenant(tenant)
         now = timezone.now()
-        for scope in scopes:
-            spent = scope.spent_usd_fn(now)
+        for scope, spent in zip(scopes, measure(scopes, now), strict=True):
             if spent + estimate_usd > scope.limit_usd:
                 raise scope.refusal(spent, estimate_usd)
         held = Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING, attempt=turn.attempt).update(

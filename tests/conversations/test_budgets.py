@@ -518,6 +518,7 @@ def test_deleting_an_api_key_with_spend_is_refused_so_the_tenant_keeps_its_spend
 @pytest.mark.django_db
 def test_live_reservations_are_read_from_the_partial_index(tenant, priced_agent):
     # Given a month of turns of which one holds a reservation, and fresh planner statistics
+    set_budget(tenant, CALL_USD * 10)
     holder = running(queued_turn(tenant, priced_agent))
     budgets.budget_reserve(
         tenant=tenant, turn=holder, agent=priced_agent, candidate=_candidate(priced_agent), estimate_usd=CALL_USD
@@ -531,10 +532,13 @@ def test_live_reservations_are_read_from_the_partial_index(tenant, priced_agent)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Turn._meta.db_table}")
 
-    # Then the sum of live reservations reads the partial index, not the month's turns: the
-    # `reserved_until > now` filter implies the index's `reserved_until IS NOT NULL`
-    query = budgets._live_reservations(tenant.pk, timezone.now(), exclude_turn_id=None).values("reserved_usd")
-    assert "turn_tenant_reserved" in query.explain()
+        # Then the budget check's query reads the partial index for live reservations, not the
+        # month's turns: the `reserved_until > now` filter implies its `reserved_until IS NOT NULL`
+        sql, params = budgets.spend_query([budgets.tenant_scope(tenant)], timezone.now())
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "turn_tenant_reserved" in plan
+    assert "turn_tenant_recent" not in plan
 
 
 @pytest.mark.django_db
