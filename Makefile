@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format schema bench-api bench-turns bench-ws bench-memory services-up services-down services-status
+.PHONY: run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -63,3 +63,7 @@ bench-ws: $(VENV)/.dev.stamp
 # BENCH_ARGS="--rows 1000000" for the 1M run.
 bench-memory: $(VENV)/.dev.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) bench/memory_search.py $(BENCH_ARGS)
+
+# BENCH_ARGS="--turns 0 1000000" for the 1M-turn tenant.
+bench-budgets: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/budget_reserve.py $(BENCH_ARGS)

@@ -169,19 +169,34 @@ def platform_blocked_ids(*, tenant_id) -> set[uuid.UUID]:
 
 def platform_cap_for(tenant: Tenant, platform_provider: PlatformProvider) -> Decimal | None:
     """The operator's monthly cap on this tenant's spend through the platform provider; None: no cap."""
-    access = PlatformProviderAccess.objects.filter(tenant=tenant, platform_provider=platform_provider).first()
-    if access is None or access.monthly_cap_usd is None:
-        return None
-    return Decimal(access.monthly_cap_usd)
+    return platform_cap_of(tenant_id=tenant.pk, platform_provider_id=platform_provider.pk)
+
+
+def platform_cap_of(*, tenant_id, platform_provider_id) -> Decimal | None:
+    """`platform_cap_for` by ids, one single-column read: what the budget check of every call
+    on a platform link asks (apps/conversations/budgets.py)."""
+    cap = (
+        PlatformProviderAccess.objects.filter(tenant_id=tenant_id, platform_provider_id=platform_provider_id)
+        .order_by()  # one row at most: no need for the model's ordering (a join on two tables)
+        .values_list("monthly_cap_usd", flat=True)
+        .first()
+    )
+    return Decimal(cap) if cap is not None else None
 
 
 def platform_spend_this_month(tenant: Tenant, platform_provider: PlatformProvider) -> Decimal:
     """What the tenant's model calls through the platform provider cost this calendar month
-    (UTC): the PlatformSpend ledger, which every call of a link adds to as it completes. Keyed by
-    the platform row, so renaming, unlinking or re-linking does not reset it."""
+    (UTC): the PlatformSpend ledger, which the turn engine's settle of every call on a link adds
+    to (apps/conversations/budgets.budget_settle). Keyed by the platform row, so renaming,
+    unlinking or re-linking does not reset it. Settled spend only: calls in flight are counted
+    by the budget check, not here."""
     from django.utils import timezone
 
-    row = PlatformSpend.objects.filter(
-        tenant=tenant, platform_provider=platform_provider, month=timezone.now().date().replace(day=1)
-    ).first()
-    return Decimal(row.cost_usd) if row is not None else Decimal("0")
+    row = (
+        PlatformSpend.objects.filter(
+            tenant=tenant, platform_provider=platform_provider, month=timezone.now().date().replace(day=1)
+        )
+        .values_list("cost_usd", flat=True)
+        .first()
+    )
+    return Decimal(row) if row is not None else Decimal("0")

@@ -523,9 +523,12 @@ class TurnRunner:
             self.reservation = None
 
     def _account(self, candidate, usage: Usage, *, offline: bool = False) -> None:
-        """Settle the call: its real cost into the turn's row (which frees its reservation)."""
+        """Settle the call: its real cost into the turn's row and the monthly ledger (which frees
+        its reservation). The only place a turn's cost is written: the final write leaves
+        `cost_usd` alone, so the ledger and the Turn rows stay equal."""
         cost = routing.cost_usd(candidate, usage)
-        budgets.budget_settle(turn=self.turn, cost_usd=cost)
+        if not budgets.budget_settle(turn=self.turn, cost_usd=cost, provider=candidate.provider):
+            raise LostOwnership  # charged all the same; the turn is another worker's now
         self.reservation = None
         self.usage["input_tokens"] += usage.input_tokens
         self.usage["output_tokens"] += usage.output_tokens
@@ -623,7 +626,7 @@ class TurnRunner:
             "finished_at": now,
             "duration_ms": int((now - started).total_seconds() * 1000),
             "usage": self.usage,
-            "cost_usd": self.cost,
+            # No cost_usd: budget_settle wrote it call by call, with the ledger.
             "step_count": self.step,
             "tool_call_count": self.tool_call_count,
             "model": self.model_ref,

@@ -193,3 +193,31 @@ class Feedback(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.grade}/5 on {self.turn_id}"
+
+
+class SpendLedger(models.Model):
+    """What one tenant's model calls cost in one calendar month (UTC), per API key (null: calls
+    of turns no key started). `budgets.budget_settle` adds each call in the statement that
+    settles it on its Turn, so a budget check reads a handful of rows instead of summing every
+    turn of the month."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    # RESTRICT: deleting a key alone would drop its spend from the tenant's month (a budget
+    # bypass); deleting the tenant takes both.
+    api_key = models.ForeignKey("tenancy.ApiKey", null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
+    month = models.DateField(help_text="The first day of the month (UTC).")
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    calls = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # One row per (tenant, key, month), the keyless row included: NULLs are not distinct,
+            # so the settle's ON CONFLICT finds it.
+            models.UniqueConstraint(
+                fields=["tenant", "month", "api_key"], name="spend_ledger_unique_per_month", nulls_distinct=False
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.month:%Y-%m} key={self.api_key_id}: ${self.cost_usd}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.utils import timezone
+
 from apps.agents import services
-from apps.agents.models import ProviderKind
+from apps.agents.models import PlatformSpend, ProviderKind
 from apps.tenancy.models import Tenant
 from apps.tenancy.principal import Actor
 
@@ -37,5 +39,8 @@ def populate_agents(tenant: Tenant) -> list[str]:
     )
     services.platform_access_set(tenant=tenant, platform_provider=platform, allowed=True)
     link = services.platform_provider_link(tenant=tenant, actor=actor, platform_provider=platform, models=[])
-    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.01"))
+    # What budget_settle writes after a call through the link.
+    PlatformSpend.objects.create(
+        tenant=tenant, platform_provider=platform, month=timezone.now().date().replace(day=1), cost_usd=Decimal("0.01")
+    )
     return [str(provider.pk), provider.name, str(model.pk), str(agent.pk), agent.name, str(link.pk), platform.name]

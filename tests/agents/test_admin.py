@@ -161,11 +161,16 @@ def test_operators_can_disable_a_tenants_link_without_touching_the_platform_row(
 def test_the_spend_ledger_is_readable_and_not_editable(operator, tenant):
     from decimal import Decimal
 
+    from django.utils import timezone
+
+    from apps.agents.models import PlatformSpend
+
     platform = services.platform_provider_save(
         actor=Actor.system("test"), platform_provider=None, name="gw", kind="openai", api_key=PLATFORM_SECRET
     )
-    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.5"))
-    services.platform_spend_record(tenant_id=tenant.pk, platform_provider_id=platform.pk, cost_usd=Decimal("0.25"))
+    PlatformSpend.objects.create(
+        tenant=tenant, platform_provider=platform, month=timezone.now().date().replace(day=1), cost_usd=Decimal("0.75")
+    )
     page = operator.get("/admin/agents/platformspend/")
     assert page.status_code == 200
     assert "0.750000" in page.content.decode()

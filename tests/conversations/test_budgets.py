@@ -1,23 +1,30 @@
 """Budgets as reservations: concurrent turns, the 402 that names the budget, release after a
-provider failure, expiry of a dead worker's reservation, per-key budgets.
+provider failure, expiry of a dead worker's reservation, per-key budgets, the operator's cap of
+a platform provider, and the monthly ledger the settled spend is read from.
 
 Turns run through the real engine against the stub model server (openai SDK on loopback);
 the stub model's price comes from its catalog row, and the stub reports usage."""
 
 from __future__ import annotations
 
+import importlib
 import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from apps.agents.models import Agent, CatalogModel, ProviderKind
-from apps.conversations import budgets, engine, services
-from apps.conversations.models import ChatSession, Message, Turn
+from apps.agents import services as agent_services
+from apps.agents.models import Agent, CatalogModel, PlatformSpend, ProviderKind
+from apps.agents.selectors import platform_spend_this_month
+from apps.conversations import budgets, cancellation, engine, services
+from apps.conversations.models import ChatSession, Message, SpendLedger, Turn
 from apps.tenancy.models import ApiKey
+from apps.tenancy.principal import Actor
 from tests.conftest import create_key
 from tests.stubs.model_server import Reply
 
@@ -38,6 +45,56 @@ def priced_agent(tenant, make_provider):
     model.input_per_mtok, model.output_per_mtok = Decimal("0"), Decimal("100")
     model.save()
     return Agent.objects.create(tenant=tenant, name="priced", guide_model=model, max_output_tokens=OUTPUT_CAP)
+
+
+@pytest.fixture
+def platform_agent(tenant, model_server):
+    """An agent on a tenant's link to an operator's platform provider (the stub is its endpoint),
+    priced like `priced_agent`."""
+    actor = Actor.system("test")
+    platform = agent_services.platform_provider_save(
+        actor=actor,
+        platform_provider=None,
+        name="opcloud",
+        kind=ProviderKind.OPENAI_COMPATIBLE,
+        base_url=model_server.openai_base_url,
+        options={},
+        api_key="op-platform-key-0123456789",
+    )
+    link = agent_services.platform_provider_link(
+        tenant=tenant, actor=actor, platform_provider=platform, models=["stub-small"]
+    )
+    model = CatalogModel.objects.get(provider=link, model_id="stub-small")
+    model.input_per_mtok, model.output_per_mtok = Decimal("0"), Decimal("100")
+    model.save()
+    agent = Agent.objects.create(tenant=tenant, name="on-platform", guide_model=model, max_output_tokens=OUTPUT_CAP)
+    return SimpleNamespace(agent=agent, platform=platform, link=link)
+
+
+def set_platform_cap(tenant, platform, usd) -> None:
+    agent_services.platform_access_set(tenant=tenant, platform_provider=platform, allowed=True, monthly_cap_usd=usd)
+
+
+def run_concurrently(turns: list[Turn]) -> list[BaseException]:
+    """Each turn on its own thread (its own database connection), all started at once."""
+    start = threading.Barrier(len(turns))
+    errors: list[BaseException] = []
+
+    def worker(turn_id: str) -> None:
+        try:
+            start.wait()
+            engine.turn_execute(turn_id=turn_id)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the caller; a thread's exception is otherwise lost
+            errors.append(exc)
+        finally:
+            connection.close()  # each thread had its own connection
+
+    threads = [threading.Thread(target=worker, args=(str(t.pk),)) for t in turns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
 
 
 def set_budget(tenant, usd) -> None:
@@ -91,30 +148,16 @@ def test_twenty_concurrent_turns_spend_at_most_the_budget_plus_one_call(tenant, 
     set_budget(tenant, 5 * CALL_USD)
     model_server.default_reply = Reply(text="one two three", chunk_delay=0.1, usage=FULL_USAGE)
     turns = [queued_turn(tenant, priced_agent, f"question {i}") for i in range(20)]
-    start = threading.Barrier(len(turns))
-    errors: list[BaseException] = []
-
-    def worker(turn_id: str) -> None:
-        try:
-            start.wait()
-            engine.turn_execute(turn_id=turn_id)
-        except Exception as exc:  # noqa: BLE001 - surfaced below; a thread's exception is otherwise lost
-            errors.append(exc)
-        finally:
-            connection.close()  # each thread had its own connection
 
     # When twenty workers run them at once, each with its own database connection
-    threads = [threading.Thread(target=worker, args=(str(t.pk),)) for t in turns]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_concurrently(turns)
 
     # Then the settled spend stays within the budget plus one call's estimate
     assert errors == []
     done = list(Turn.objects.filter(pk__in=[t.pk for t in turns]))
     settled = sum((t.cost_usd for t in done), Decimal("0"))
     assert settled <= 5 * CALL_USD + CALL_USD
+    assert budgets.tenant_month_spend(tenant=tenant) == settled  # the ledger the next check reads
     completed = [t for t in done if t.status == Turn.Status.COMPLETED]
     refused = [t for t in done if t.status == Turn.Status.FAILED]
     assert len(completed) == 5  # real cost equals the estimate, so exactly five fit
@@ -288,3 +331,247 @@ def test_message_post_records_the_callers_api_key(db, tenant, priced_agent):
         tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "hi"}], api_key=key_row
     )
     assert Turn.objects.get(pk=turn.pk).api_key_id == key_row.pk
+
+
+# --- the platform provider's cap -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("pool_for_twenty_workers")
+def test_twenty_concurrent_turns_on_a_platform_provider_spend_at_most_its_cap_plus_one_call(
+    tenant, platform_agent, model_server
+):
+    # Given the operator's cap on this tenant of five calls, no budget of the tenant's own
+    set_platform_cap(tenant, platform_agent.platform, 5 * CALL_USD)
+    model_server.default_reply = Reply(text="one two three", chunk_delay=0.1, usage=FULL_USAGE)
+    turns = [queued_turn(tenant, platform_agent.agent, f"question {i}") for i in range(20)]
+
+    # When twenty workers run them at once
+    errors = run_concurrently(turns)
+
+    # Then the platform spend stays within the cap plus one call's estimate
+    assert errors == []
+    done = list(Turn.objects.filter(pk__in=[t.pk for t in turns]))
+    spent = platform_spend_this_month(tenant, platform_agent.platform)
+    assert spent <= 5 * CALL_USD + CALL_USD
+    assert spent == sum((t.cost_usd for t in done), Decimal("0"))  # settled with the Turn rows
+    completed = [t for t in done if t.status == Turn.Status.COMPLETED]
+    refused = [t for t in done if t.status == Turn.Status.FAILED]
+    assert len(completed) == 5
+    assert len(refused) == 15
+    assert all(t.metadata["budget_exhausted"] == budgets.SCOPE_PLATFORM for t in refused)
+    assert all("monthly cap of $0.50" in t.error and "'opcloud'" in t.error for t in refused)
+    assert len(model_server.requests) == 5
+    assert PlatformSpend.objects.get(tenant=tenant, platform_provider=platform_agent.platform).calls == 5
+
+
+@pytest.mark.django_db(transaction=True)  # the queued turn runs (eagerly) as the POST commits
+def test_sync_face_answers_402_naming_the_platform_cap(tenant, platform_agent, owner_client, model_server, settings):
+    settings.SYNC_TURN_TIMEOUT_SECONDS = 10
+    set_platform_cap(tenant, platform_agent.platform, CALL_USD / 2)
+    response = owner_client.post(
+        "/api/agent/message", {"text": "hi", "agent": platform_agent.agent.name}, format="json"
+    )
+    assert response.status_code == 402
+    assert response.json()["budget"] == "platform_provider_monthly"
+    assert "Ask the operator to raise the cap" in response.json()["message"]
+    assert model_server.requests == []
+
+
+@pytest.mark.django_db
+def test_platform_cap_counts_other_turns_reservations_on_any_link_to_it(tenant, platform_agent):
+    set_platform_cap(tenant, platform_agent.platform, CALL_USD)
+    first, second = (running(queued_turn(tenant, platform_agent.agent)) for _ in range(2))
+    candidate = _candidate(platform_agent.agent)
+    reserve = {"tenant": tenant, "agent": platform_agent.agent, "candidate": candidate, "estimate_usd": CALL_USD}
+    assert budgets.budget_reserve(turn=first, **reserve)
+    with pytest.raises(budgets.BudgetExhausted) as refused:
+        budgets.budget_reserve(turn=second, **reserve)
+    assert refused.value.scope == budgets.SCOPE_PLATFORM
+    # A tenant's own provider is not under the operator's cap
+    assert budgets.platform_scope_for(_candidate(_own_provider_agent(tenant)), tenant) is None
+
+
+@pytest.mark.django_db
+def test_no_cap_means_no_platform_scope_and_no_reservation(tenant, platform_agent):
+    turn = running(queued_turn(tenant, platform_agent.agent))
+    candidate = _candidate(platform_agent.agent)
+    assert budgets.platform_scope_for(candidate, tenant) is None
+    assert (
+        budgets.budget_reserve(
+            tenant=tenant, turn=turn, agent=platform_agent.agent, candidate=candidate, estimate_usd=CALL_USD
+        )
+        is None
+    )
+    # Settling still meters the platform provider's month
+    assert budgets.budget_settle(turn=turn, cost_usd=Decimal("0.03"), provider=candidate.provider)
+    assert platform_spend_this_month(tenant, platform_agent.platform) == Decimal("0.03")
+
+
+def _own_provider_agent(tenant) -> Agent:
+    from apps.agents.models import Provider
+
+    provider = Provider.objects.create(tenant=tenant, kind=ProviderKind.OFFLINE, name="own")
+    model = CatalogModel.objects.create(tenant=tenant, provider=provider, model_id="own-model")
+    return Agent.objects.create(tenant=tenant, name="own", guide_model=model)
+
+
+# --- the monthly ledger --------------------------------------------------------------------------
+
+
+def _cancel_once_streaming(turn: Turn, model_server) -> threading.Thread:
+    """Ask the running turn to stop as soon as the provider has the request (mid-stream)."""
+
+    def cancel() -> None:
+        deadline = time.monotonic() + 10
+        while not model_server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # a few chunks in
+        cancellation.request(turn.pk)
+
+    thread = threading.Thread(target=cancel)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db
+def test_ledger_equals_the_turns_cost_after_completed_failed_and_cancelled_turns(tenant, priced_agent, model_server):
+    key_row, _ = create_key(tenant)
+    # completed on one call; completed in two calls (a tool step); failed at the provider;
+    # cancelled mid-stream (charged for what was streamed); and one started with an API key
+    priced_agent.enabled_tools = ["calculator"]
+    priced_agent.save()
+    model_server.script(
+        [
+            Reply(text="plain", usage=FULL_USAGE),
+            Reply(tool_calls=[("calculator", {"expression": "2+2"})], usage=(5, 300)),
+            Reply(text="4", usage=(5, 200)),
+            Reply(status=500, error="upstream down"),
+            Reply(chunks=[f"word{i} " for i in range(100)], chunk_delay=0.02),
+            Reply(text="keyed", usage=(5, 400)),
+        ]
+    )
+    statuses = []
+    for text, key in (("plain", None), ("2+2?", None), ("fails", None)):
+        statuses.append(run(queued_turn(tenant, priced_agent, text, api_key=key)).status)
+    streaming = queued_turn(tenant, priced_agent, "long answer")
+    canceller = _cancel_once_streaming(streaming, model_server)
+    statuses.append(run(streaming).status)
+    canceller.join()
+    statuses.append(run(queued_turn(tenant, priced_agent, "keyed", api_key=key_row)).status)
+    assert statuses == ["completed", "completed", "failed", "cancelled", "completed"]
+
+    turns = Turn.objects.filter(tenant=tenant)
+    cancelled = turns.get(status=Turn.Status.CANCELLED)
+    assert cancelled.cost_usd > 0  # the provider bills what it streamed
+    total = sum((t.cost_usd for t in turns), Decimal("0"))
+    assert total == CALL_USD + Decimal("0.05") + cancelled.cost_usd + Decimal("0.04")
+    assert budgets.tenant_month_spend(tenant=tenant) == total
+    assert budgets.api_key_month_spend(api_key=key_row) == Decimal("0.04")
+    rows = {row.api_key_id: row for row in SpendLedger.objects.filter(tenant=tenant)}
+    assert set(rows) == {None, key_row.pk}
+    assert rows[None].calls == 4  # plain, two of the tool turn, the cancelled one; the failure cost nothing
+    assert rows[key_row.pk].calls == 1
+
+
+@pytest.mark.django_db
+def test_settle_after_losing_the_turn_charges_but_keeps_the_new_attempts_reservation(tenant, priced_agent):
+    set_budget(tenant, 10 * CALL_USD)
+    stale = running(queued_turn(tenant, priced_agent))
+    candidate = _candidate(priced_agent)
+    budgets.budget_reserve(tenant=tenant, turn=stale, agent=priced_agent, candidate=candidate, estimate_usd=CALL_USD)
+    # Another worker took the turn over (attempt 2) and reserved for its own call
+    Turn.objects.filter(pk=stale.pk).update(attempt=2)
+    current = Turn.objects.select_related("tenant", "agent").get(pk=stale.pk)
+    budgets.budget_reserve(tenant=tenant, turn=current, agent=priced_agent, candidate=candidate, estimate_usd=CALL_USD)
+
+    assert budgets.budget_settle(turn=stale, cost_usd=Decimal("0.07")) is False
+
+    after = Turn.objects.get(pk=stale.pk)
+    assert after.cost_usd == Decimal("0.07")  # the provider billed the stale call all the same
+    assert budgets.tenant_month_spend(tenant=tenant) == Decimal("0.07")
+    assert after.reserved_usd == CALL_USD  # attempt 2's reservation stays
+    assert after.reserved_until is not None
+
+
+@pytest.mark.django_db
+def test_ledger_month_is_the_month_the_call_is_settled_in(tenant, priced_agent):
+    turn = running(queued_turn(tenant, priced_agent))
+    budgets.budget_settle(turn=turn, cost_usd=Decimal("0.02"))
+    assert SpendLedger.objects.get(tenant=tenant).month == budgets.ledger_month()
+    next_month = (budgets.month_start() + timedelta(days=32)).replace(day=1)
+    assert budgets.tenant_month_spend(tenant=tenant, now=next_month) == 0
+
+
+@pytest.mark.django_db
+def test_deleting_an_api_key_with_spend_is_refused_so_the_tenant_keeps_its_spend(tenant, priced_agent):
+    from django.db.models import RestrictedError
+
+    key_row, _ = create_key(tenant)
+    turn = running(queued_turn(tenant, priced_agent, api_key=key_row))
+    budgets.budget_settle(turn=turn, cost_usd=Decimal("0.02"))
+    with pytest.raises(RestrictedError):
+        key_row.delete()
+    assert budgets.tenant_month_spend(tenant=tenant) == Decimal("0.02")
+
+
+@pytest.mark.django_db
+def test_live_reservations_are_read_from_the_partial_index(tenant, priced_agent):
+    # Given a month of turns of which one holds a reservation, and fresh planner statistics
+    set_budget(tenant, CALL_USD * 10)
+    holder = running(queued_turn(tenant, priced_agent))
+    budgets.budget_reserve(
+        tenant=tenant, turn=holder, agent=priced_agent, candidate=_candidate(priced_agent), estimate_usd=CALL_USD
+    )
+    Turn.objects.bulk_create(
+        [
+            Turn(tenant=tenant, session=holder.session, agent=priced_agent, input_message=holder.input_message)
+            for _ in range(3000)
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Turn._meta.db_table}")
+
+        # Then the budget check's query reads the partial index for live reservations, not the
+        # month's turns: the `reserved_until > now` filter implies its `reserved_until IS NOT NULL`
+        sql, params = budgets.spend_query([budgets.tenant_scope(tenant)], timezone.now())
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "turn_tenant_reserved" in plan
+    assert "turn_tenant_recent" not in plan
+
+
+@pytest.mark.django_db
+def test_backfill_builds_the_ledger_from_the_turn_rows(tenant, other_tenant, priced_agent):
+    migration = importlib.import_module("apps.conversations.migrations.0004_spend_ledger")
+    key_row, _ = create_key(tenant)
+    last_month = budgets.month_start() - timedelta(days=1)
+    spend = [
+        (tenant, None, Decimal("0.10"), None),
+        (tenant, None, Decimal("0.05"), None),
+        (tenant, key_row, Decimal("0.20"), None),
+        (tenant, None, Decimal("1.00"), last_month),
+        (other_tenant, None, Decimal("0.30"), None),
+        (tenant, None, Decimal("0"), None),  # free turns make no row
+    ]
+    for owner, key, cost, created_at in spend:
+        agent = priced_agent if owner == tenant else Agent.objects.create(tenant=owner, name="other")
+        turn = queued_turn(owner, agent, api_key=key)
+        Turn.objects.filter(pk=turn.pk).update(
+            cost_usd=cost, step_count=1, **({"created_at": created_at} if created_at else {})
+        )
+
+    from django.apps import apps
+
+    migration.backfill_spend_ledger(apps, SimpleNamespace(connection=connection))
+    migration.backfill_spend_ledger(apps, SimpleNamespace(connection=connection))  # idempotent
+
+    this_month = budgets.ledger_month()
+    rows = {(r.tenant_id, r.api_key_id, r.month): (r.cost_usd, r.calls) for r in SpendLedger.objects.all()}
+    assert rows == {
+        (tenant.pk, None, this_month): (Decimal("0.15"), 2),
+        (tenant.pk, key_row.pk, this_month): (Decimal("0.20"), 1),
+        (tenant.pk, None, budgets.ledger_month(last_month)): (Decimal("1.00"), 1),
+        (other_tenant.pk, None, this_month): (Decimal("0.30"), 1),
+    }
+    assert budgets.tenant_month_spend(tenant=tenant) == Decimal("0.35")

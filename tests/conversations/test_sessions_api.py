@@ -127,8 +127,10 @@ def test_cancel_a_queued_turn(owner_client, agent):
 def test_monthly_budget_refuses_new_turns(chat, owner_client, tenant):
     from decimal import Decimal
 
+    from apps.conversations.budgets import budget_settle
+
     turn = chat("hi")
-    Turn.objects.filter(pk=turn.pk).update(cost_usd=Decimal("5"))
+    budget_settle(turn=turn, cost_usd=Decimal("5"))  # as a settled model call: the Turn row and the ledger
     tenant.settings = {"monthly_budget_usd": "5.00"}
     tenant.save()
     response = owner_client.post(f"/api/sessions/{chat.session_id}/messages", {"text": "again"}, format="json")

@@ -15,14 +15,12 @@ own provider never falls back to anything of the operator's (no OLLAMA_HOST defa
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError
 
 from apps.agents.crypto import SecretDecryptionError, decrypt_secret
 from apps.agents.models import PlatformProvider, Provider, ProviderKind
@@ -39,8 +37,6 @@ from apps.agents.providers.offline import OfflineClient
 from apps.agents.providers.openai_compat import OPENAI_DEFAULT_BASE_URL, OpenAICompatClient
 
 __all__ = ["OfflineClient", "client_for", "interactive_client_for", "offline_client", "resolve_base_url"]
-
-logger = logging.getLogger(__name__)
 
 OLLAMA_DEFAULT_HOST = "http://127.0.0.1:11434"
 INTERACTIVE_TIMEOUT_SECONDS = 10.0
@@ -86,7 +82,7 @@ def client_for(provider: Provider, *, timeout: float | None = None, max_retries:
         if client is not None:
             _cache.move_to_end(key)
             return client
-    client = _build(source, link=provider, name=provider.name, base_url=base_url, options=options)
+    client = _build(source, name=provider.name, base_url=base_url, options=options)
     with _cache_lock:
         _cache[key] = client
         while len(_cache) > _CACHE_SIZE:
@@ -116,9 +112,7 @@ def _usable_platform(provider: Provider) -> PlatformProvider:
     return platform
 
 
-def _build(
-    source: Provider | PlatformProvider, *, link: Provider, name: str, base_url: str, options: ClientOptions
-) -> ProviderClient:
+def _build(source: Provider | PlatformProvider, *, name: str, base_url: str, options: ClientOptions) -> ProviderClient:
     platform = isinstance(source, PlatformProvider)
     try:
         api_key = decrypt_secret(source.api_key_encrypted)
@@ -139,7 +133,7 @@ def _build(
     if platform:
         netloc = urlsplit(base_url).netloc  # errors often quote only the host ("…to 10.0.0.5:8000")
         secrets = [api_key, base_url, netloc, *options.headers.values()]
-        return PlatformClient(client, secrets=secrets, link=link)
+        return PlatformClient(client, secrets=secrets)
     return client
 
 
@@ -167,14 +161,12 @@ class PlatformClient:
     Its errors never carry the platform's key, header values or endpoint: SDK errors can quote
     the request URL, and an upstream body can echo a header. The error's class is kept (the
     breaker and the engine decide on it); its chain is dropped, so a logged traceback does not
-    carry the original text either. Every completed chat adds its cost to the tenant's
-    PlatformSpend for the month (what the operator's cap is checked against)."""
+    carry the original text either. Spend is not metered here: the turn engine settles every
+    call's cost through apps/conversations/budgets.budget_settle, which adds it to the tenant's
+    PlatformSpend for the month in the same statement as the Turn row (cancelled calls too)."""
 
-    def __init__(self, inner: ProviderClient, *, secrets: list[str], link: Provider):
+    def __init__(self, inner: ProviderClient, *, secrets: list[str]):
         self._inner = inner
-        self._tenant_id = link.tenant_id
-        self._link_id = link.pk
-        self._platform_id = link.platform_id
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
         self.kind = inner.kind
         self.name = inner.name
@@ -198,28 +190,9 @@ class PlatformClient:
 
     def chat(self, **kwargs):
         try:
-            result = self._inner.chat(**kwargs)
+            return self._inner.chat(**kwargs)
         except ProviderError as exc:
             self._reraise(exc)
-        try:
-            self._meter(kwargs.get("model", ""), result)
-        except DatabaseError:
-            # The provider has answered (and charged); losing the answer would not un-spend it.
-            logger.exception("platform spend of link %s not recorded", self._link_id)
-        return result
-
-    def _meter(self, model_id: str, result) -> None:
-        from apps.agents.models import CatalogModel, ModelPrice
-        from apps.agents.routing import ModelCandidate, cost_usd
-        from apps.agents.services.platform import platform_spend_record
-
-        model = CatalogModel.objects.filter(provider_id=self._link_id, model_id=model_id).select_related("provider")
-        catalog = model.first()
-        if catalog is None:  # called outside the catalog (a probe does not chat): nothing to price
-            return
-        price = ModelPrice.objects.filter(model_id=model_id).first()
-        cost = cost_usd(ModelCandidate.from_catalog(catalog, price), result.usage)
-        platform_spend_record(tenant_id=self._tenant_id, platform_provider_id=self._platform_id, cost_usd=cost)
 
     def list_models(self):
         try:

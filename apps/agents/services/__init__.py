@@ -19,7 +19,6 @@ from apps.agents.services.platform import (
     platform_provider_link,
     platform_provider_save,
     platform_providers_sync_from_env,
-    platform_spend_record,
 )
 from apps.agents.services.providers import (
     catalog_model_create,
@@ -48,7 +47,6 @@ __all__ = [
     "platform_provider_link",
     "platform_provider_save",
     "platform_providers_sync_from_env",
-    "platform_spend_record",
     "provider_breaker_reset",
     "provider_create",
     "provider_delete",

@@ -14,14 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from apps.agents import selectors
 from apps.agents.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret, mask_secret
-from apps.agents.models import PlatformProvider, PlatformProviderAccess, PlatformSpend, Provider, ProviderKind
+from apps.agents.models import PlatformProvider, PlatformProviderAccess, Provider, ProviderKind
 from apps.agents.services.audit import AuditAction, audit
 from apps.agents.validation import clean_base_url, clean_provider_options, clean_slug
 from apps.core.errors import Conflict
@@ -218,21 +216,3 @@ def platform_provider_link(
             data={"kind": provider.kind, "platform": platform_provider.name},
         )
     return provider
-
-
-def platform_spend_record(*, tenant_id, platform_provider_id, cost_usd: Decimal) -> None:
-    """Add one model call's cost to the tenant's month with the platform provider. An atomic
-    increment (F expression) on one row per month, created on first use; a concurrent first use
-    loses the insert race and increments instead."""
-    month = timezone.now().date().replace(day=1)
-    match = PlatformSpend.objects.filter(tenant_id=tenant_id, platform_provider_id=platform_provider_id, month=month)
-    bump = {"cost_usd": F("cost_usd") + cost_usd, "calls": F("calls") + 1, "updated_at": timezone.now()}
-    if match.update(**bump):
-        return
-    try:
-        with transaction.atomic():
-            PlatformSpend.objects.create(
-                tenant_id=tenant_id, platform_provider_id=platform_provider_id, month=month, cost_usd=cost_usd, calls=1
-            )
-    except IntegrityError:
-        match.update(**bump)
