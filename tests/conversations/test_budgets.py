@@ -422,9 +422,11 @@ def _own_provider_agent(tenant) -> Agent:
 def _cancel_once_streaming(turn: Turn, model_server) -> threading.Thread:
     """Ask the running turn to stop as soon as the provider has the request (mid-stream)."""
 
+    already = len(model_server.requests)  # earlier turns' requests do not count
+
     def cancel() -> None:
         deadline = time.monotonic() + 10
-        while not model_server.requests and time.monotonic() < deadline:
+        while len(model_server.requests) <= already and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.1)  # a few chunks in
         cancellation.request(turn.pk)
