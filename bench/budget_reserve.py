@@ -143,7 +143,7 @@ def _populate(size: int):
             "WHERE tenant_id = %s",
             [month_start, spread, tenant.pk],
         )
-    migration = importlib.import_module("apps.conversations.migrations.0003_spend_ledger")
+    migration = importlib.import_module("apps.conversations.migrations.0004_spend_ledger")
     migration.backfill_spend_ledger(apps, type("Editor", (), {"connection": connection})())
     expires = timezone.now() + timedelta(hours=1)
     Turn.objects.bulk_create(
