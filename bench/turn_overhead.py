@@ -39,6 +39,9 @@ sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
 # This process polls the event log from one thread per client; give each its own connection.
 os.environ.setdefault("DB_POOL_MAX_SIZE", "40")
+# The stub model server is on loopback; the operator running the bench allows it (the worker and
+# web processes inherit this environment).
+os.environ.setdefault("OUTBOUND_ALLOW_LOOPBACK", "true")
 
 
 MESSAGES = [
