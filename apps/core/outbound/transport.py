@@ -110,6 +110,16 @@ def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
     return verify if isinstance(verify, ssl.SSLContext) else httpx2.create_ssl_context(verify=verify, trust_env=False)
 
 
+def _pool_options(context: ssl.SSLContext, limits: httpx2.Limits) -> dict:
+    """What both pinned pools (sync and async) take from the transport's settings."""
+    return {
+        "ssl_context": context,
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
+
+
 class OutboundTransport(httpx2.HTTPTransport):
     """A synchronous httpx2 transport under the outbound policy (see the module docstring)."""
 
@@ -124,10 +134,7 @@ class OutboundTransport(httpx2.HTTPTransport):
         super().__init__(verify=context, trust_env=False, limits=limits)
         self._policy = _source(policy)
         self._pool = httpcore2.ConnectionPool(
-            ssl_context=context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+            **_pool_options(context, limits),
             network_backend=_PinnedBackend(self._policy),
         )
 
@@ -150,10 +157,7 @@ class AsyncOutboundTransport(httpx2.AsyncHTTPTransport):
         super().__init__(verify=context, trust_env=False, limits=limits)
         self._policy = _source(policy)
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+            **_pool_options(context, limits),
             network_backend=_AsyncPinnedBackend(self._policy),
         )
 

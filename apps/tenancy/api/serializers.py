@@ -8,17 +8,17 @@ from rest_framework import serializers
 from apps.tenancy.models import ApiKey, AuditLog, Invitation, Membership, Role, Scope, Tenant
 
 
+def monthly_budget_field(help_text: str) -> serializers.DecimalField:
+    """A monthly budget in USD (the tenant's, a key's): cents, not negative, null for none."""
+    return serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True, help_text=help_text
+    )
+
+
 class TenantSettingsSerializer(serializers.Serializer):
     """The knobs a tenant owner may set. Unknown keys are refused so typos do not pass silently."""
 
-    monthly_budget_usd = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        required=False,
-        allow_null=True,
-        help_text="Spending cap per calendar month; null means no cap.",
-    )
+    monthly_budget_usd = monthly_budget_field("Spending cap per calendar month; null means no cap.")
     max_sessions = serializers.IntegerField(
         min_value=0,
         required=False,
@@ -191,13 +191,8 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         help_text="read, write, admin. Default: read and write.",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    monthly_budget_usd = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        required=False,
-        allow_null=True,
-        help_text="Cap on the model spend of turns this key starts, per calendar month; null: no cap of its own.",
+    monthly_budget_usd = monthly_budget_field(
+        "Cap on the model spend of turns this key starts, per calendar month; null: no cap of its own."
     )
     expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
 
@@ -224,13 +219,8 @@ class AuditLogSerializer(serializers.ModelSerializer):
 class ApiKeyUpdateSerializer(serializers.Serializer):
     """What an admin may change on an existing key (the key itself, scopes and role never change)."""
 
-    monthly_budget_usd = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=0,
-        required=False,
-        allow_null=True,
-        help_text="Cap on the model spend of turns this key starts, per calendar month; null removes it.",
+    monthly_budget_usd = monthly_budget_field(
+        "Cap on the model spend of turns this key starts, per calendar month; null removes it."
     )
 
     def to_internal_value(self, data):
