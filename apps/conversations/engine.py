@@ -37,7 +37,7 @@ from apps.agents.providers.base import (
 )
 from apps.agents.tokens import estimate_tokens
 from apps.conversations import budgets, cancellation
-from apps.conversations.context import TurnContext, build_context
+from apps.conversations.turns.context import TurnContext, build_context
 from apps.conversations.models import Message, ToolCall, Turn
 from apps.events import types as ev
 from apps.events.services import publish

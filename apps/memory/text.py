@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-# Heads the recalled memories in a turn's system prompt (apps/conversations/context.py); the offline
+# Heads the recalled memories in a turn's system prompt (apps/conversations/turns/context.py); the offline
 # model looks for it to show what it was reminded of.
 CONTEXT_HEADER = "What you remember that may be relevant (from earlier conversations):"
 SUMMARY_USER_CHARS = 300
