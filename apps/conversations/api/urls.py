@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from apps.conversations.api import views, views_sync
+from apps.conversations.api import views, views_approvals, views_sync
 
 router = SimpleRouter(trailing_slash=False)
 router.register("sessions", views.SessionViewSet, basename="session")
@@ -24,5 +24,10 @@ urlpatterns = [
     path("agent/message/stream", views_sync.AgentMessageStreamView.as_view(), name="agent-message-stream"),
     path("agent/status", views_sync.AgentStatusView.as_view(), name="agent-status"),
     path("tasks", views_sync.TaskView.as_view(), name="tasks"),
+    path("approvals/<str:approval_id>/approve", views_approvals.ApprovalApproveView.as_view(), name="approval-approve"),
+    path("approvals/<str:approval_id>/deny", views_approvals.ApprovalDenyView.as_view(), name="approval-deny"),
+    path("sessions/<str:session_id>/approve", views_approvals.SessionApproveView.as_view(), name="session-approve"),
+    path("audit/policy/<str:turn_id>", views_approvals.PolicyAuditView.as_view(), name="audit-policy"),
+    path("audit/tools/<str:turn_id>", views_approvals.ToolAuditView.as_view(), name="audit-tools"),
     *router.urls,
 ]
