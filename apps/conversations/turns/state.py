@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from apps.conversations import cancellation
 from apps.conversations.dispatch import turn_enqueue_on_commit, turn_send
-from apps.conversations.models import Message, Turn
+from apps.conversations.models import Message, ToolCall, Turn
 from apps.conversations.turns.parking import TurnProgress
 from apps.events import types as ev
 from apps.events.services import publish
@@ -284,6 +284,10 @@ def _end_unstarted(turn: Turn, *, reason: str, partial: str) -> None:
             metadata={"stop_reason": "cancelled", "partial": True},
         )
     error = SUSPENDED if reason == SUSPENDED else "cancelled before it ran"
+    # Its calls that were waiting for a decision (or not reached) will never run.
+    ToolCall.objects.filter(
+        turn_id=turn.pk, status__in=[ToolCall.Status.WAITING_APPROVAL, ToolCall.Status.PENDING]
+    ).update(status=ToolCall.Status.FAILED, error=f"Not run: the turn was {reason}.", finished_at=now, updated_at=now)
     Turn.objects.filter(pk=turn.pk).update(
         status=Turn.Status.CANCELLED,
         cancel_requested=True,
