@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.conversations.turns import services as engine
 from apps.conversations.models import Message, ToolCall, Turn
+from apps.conversations.turns import services as engine
 from apps.events.models import Event
 
 pytestmark = pytest.mark.django_db

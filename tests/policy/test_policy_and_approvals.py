@@ -9,8 +9,8 @@ import pytest
 from django.apps import apps as django_apps
 from django.utils import timezone
 
-from apps.conversations.turns import services as engine
 from apps.conversations.models import ToolCall, Turn
+from apps.conversations.turns import services as engine
 from apps.events.models import Event
 from apps.policy import services
 from apps.policy.models import Approval
