@@ -150,3 +150,28 @@ def test_agent_message_answers_202_when_the_turn_parks(owner_client, agent, tena
     body = response.json()
     assert body["status"] == Turn.Status.WAITING_APPROVAL
     assert Turn.objects.get(pk=body["turnId"]).status == Turn.Status.WAITING_APPROVAL
+
+
+@pytest.mark.django_db
+def test_the_async_faces_keep_drfs_answers_for_credentials_methods_and_bodies(owner_client, anon_client, agent):
+    assert anon_client.post("/api/agent/message", {"text": "hi"}, format="json").status_code == 401
+    wrong_method = owner_client.get("/api/tasks")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]
+    assert owner_client.options("/api/agent/message").status_code == 200
+    malformed = owner_client.post("/api/agent/message", "{not json", content_type="application/json")
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]
+    assert owner_client.post("/api/agent/message", {"text": ""}, format="json").json()["fields"]
+
+
+@pytest.mark.django_db
+def test_the_async_faces_spend_from_the_chat_rate_limit(owner_client, agent, settings):
+    settings.CHAT_RATE_LIMIT = "1/minute"
+    settings.SYNC_TURN_TIMEOUT_SECONDS = 0.2  # the turn is never run here (its commit never comes)
+    first = owner_client.post("/api/agent/message", {"text": "hi"}, format="json")
+    assert first.status_code == 504
+    assert first["RateLimit-Policy"].startswith('"chat"')
+    second = owner_client.post("/api/tasks", {"topic": "hi"}, format="json")
+    assert second.status_code == 429
+    assert int(second["Retry-After"]) >= 1
