@@ -335,6 +335,9 @@ BUDGET_RESERVATION_SECONDS = env.int("BUDGET_RESERVATION_SECONDS", default=300)
 TURN_MAX_ATTEMPTS = env.int("TURN_MAX_ATTEMPTS", default=3)
 # How long the synchronous faces (/api/agent/message, /api/tasks) wait for a turn.
 SYNC_TURN_TIMEOUT_SECONDS = env.float("SYNC_TURN_TIMEOUT_SECONDS", default=120.0)
+# A wait for a turn (turn_wait) is woken by the turn's events; it reads the turn this often
+# anyway, in case a push was lost on the way.
+TURN_WAIT_FALLBACK_SECONDS = env.float("TURN_WAIT_FALLBACK_SECONDS", default=5.0)
 # Complexity score (0..1) at or above which the specialist model is chosen.
 ROUTER_SPECIALIST_THRESHOLD = env.float("ROUTER_SPECIALIST_THRESHOLD", default=0.6)
 TOOL_OUTPUT_MAX_CHARS = env.int("TOOL_OUTPUT_MAX_CHARS", default=16000)
