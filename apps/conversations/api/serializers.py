@@ -244,6 +244,7 @@ class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
         help_text="Agent name or id for a new session (default: the first enabled agent). With a session, it "
         "must be that session's agent.",
     )
+    multitask = MultitaskField()
 
     def validate(self, attrs):
         given = {name: attrs.pop(name) for name in SESSION_SPELLINGS if name in attrs}

@@ -114,7 +114,9 @@ class SyncTurnMixin(SessionScopedMixin):
     rate_limit_scope = "chat"
     required_roles = {"POST": Role.MEMBER, "GET": Role.VIEWER}
 
-    def start_turn(self, *, text: str, session_id: str | None, agent_name: str | None, mode: str) -> Turn:
+    def start_turn(
+        self, *, text: str, session_id: str | None, agent_name: str | None, mode: str, multitask: str = "enqueue"
+    ) -> Turn:
         if session_id:
             session = self.continued_session(session_id, agent_name)
         else:
@@ -133,6 +135,7 @@ class SyncTurnMixin(SessionScopedMixin):
             parts=[{"type": "text", "text": text}],
             author=self.principal.user,
             api_key=self.principal.api_key,
+            multitask=multitask,
         )
         return turn
 
@@ -160,6 +163,7 @@ class SyncTurnMixin(SessionScopedMixin):
                 session_id=data["session_id"],
                 agent_name=data.get("agent"),
                 mode=ChatSession.Mode.CHAT,
+                multitask=data["multitask"],
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)

@@ -4,6 +4,7 @@
   or, as the caller asks (`multitask`), rejecting, interrupting or rolling them back;
 - `turn_resume`: an approval was decided (turns/approvals.py holds the lock around both);
 - `turn_cancel`: stop the session's current turn;
+- `turn_wait` (async) / `turn_wait_sync`: wait for a turn to end or park, on the event push;
 - `turn_execute`: the worker's entry point (claim, run, end).
 """
 
@@ -19,6 +20,7 @@ from apps.conversations.turns import state
 from apps.conversations.turns.approvals import turn_approval_decide, turn_approvals_expire
 from apps.conversations.turns.loop import TurnRunner
 from apps.conversations.turns.state import ClaimOutcome, LostOwnership
+from apps.conversations.turns.wait import turn_wait, turn_wait_sync
 from apps.core.errors import Conflict
 from apps.events import types as ev
 from apps.events.services import publish
@@ -34,6 +36,8 @@ __all__ = [
     "turn_execute",
     "turn_resume",
     "turn_start",
+    "turn_wait",
+    "turn_wait_sync",
 ]
 
 ENQUEUE, REJECT, INTERRUPT, ROLLBACK = "enqueue", "reject", "interrupt", "rollback"
