@@ -26,9 +26,10 @@ from django.db import connection
 from apps.agents.models import Agent, CatalogModel, ProviderKind
 from apps.conversations import services
 from apps.conversations.models import ToolCall, Turn
+from apps.conversations.turns.services import turn_resume
 from apps.events.services import tenant_group
 from apps.policy.models import Approval
-from apps.policy.services import approval_decide, tool_rule_set
+from apps.policy.services import tool_rule_set
 from apps.tenancy.principal import Actor
 from apps.tools import services as tool_services
 from apps.tools.builtins.http_get import build_http_get_tool
@@ -366,7 +367,7 @@ def test_an_approved_call_runs_with_the_arguments_its_approver_saw(
     assert "[REDACTED:" in shown_url
 
     with django_capture_on_commit_callbacks(execute=True):
-        approval_decide(tenant=tenant, actor=ACTOR, actor_role="owner", approval=approval, approve=True)
+        turn_resume(tenant=tenant, actor=ACTOR, actor_role="owner", approval=approval, approve=True)
     turn.refresh_from_db()
     assert turn.status == Turn.Status.COMPLETED, turn.error
     call = ToolCall.objects.get(turn=turn)
