@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from apps.conversations.api import views, views_sync
+from apps.conversations.api import views, views_sync, views_tools
 
 router = SimpleRouter(trailing_slash=False)
 router.register("sessions", views.SessionViewSet, basename="session")
@@ -24,5 +24,7 @@ urlpatterns = [
     path("agent/message/stream", views_sync.AgentMessageStreamView.as_view(), name="agent-message-stream"),
     path("agent/status", views_sync.AgentStatusView.as_view(), name="agent-status"),
     path("tasks", views_sync.TaskView.as_view(), name="tasks"),
+    # A tools route that needs the policy (above tools): apps/conversations/api/views_tools.py says why.
+    path("plugins/<str:name>/execute/<str:tool>", views_tools.PluginExecuteView.as_view(), name="plugin-execute"),
     *router.urls,
 ]
