@@ -21,16 +21,6 @@ def memory_record_turn(*, turn) -> None:
         fresh = (
             Turn.objects.select_related("input_message", "output_message")
             .filter(pk=turn.pk, status=Turn.Status.COMPLETED, output_message__isnull=False)
-            .only(
-                "id",
-                "tenant_id",
-                "agent_id",
-                "session_id",
-                "model",
-                "tool_call_count",
-                "input_message__text",
-                "output_message__text",
-            )
             .first()
         )
     except Exception:
