@@ -10,7 +10,7 @@ import pytest
 from apps.agents.services import tenant_bootstrap_agents
 from apps.conversations.memory_hooks import memory_record_turn
 from apps.conversations.models import ChatSession, Message, Turn
-from apps.core.chat_sessions import active_turn_counts, session_ids_owned, session_owned
+from apps.core.chat_sessions import session_ids_owned, session_owned
 from apps.memory.models import MemoryEntry, MemoryKind
 from apps.tenancy.principal import Actor
 
@@ -70,12 +70,3 @@ def test_the_session_port_answers_only_for_the_tenants_own_sessions(tenant, othe
     assert session_owned(tenant_id=tenant.pk, session_id=session.pk)
     assert not session_owned(tenant_id=tenant.pk, session_id=theirs.pk)
     assert not session_owned(tenant_id=tenant.pk, session_id=None)
-
-
-def test_the_session_port_counts_active_turns_per_tenant(tenant, other_tenant, session):
-    _turn(session, "a", "", status=Turn.Status.RUNNING)
-    _turn(session, "b", "", status=Turn.Status.WAITING_APPROVAL)
-    _turn(session, "c", "done")
-
-    counts = active_turn_counts(tenant_ids=[tenant.pk, other_tenant.pk])
-    assert counts == {str(tenant.pk): 2, str(other_tenant.pk): 0}
