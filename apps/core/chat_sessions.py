@@ -6,9 +6,10 @@ need to know is whether a tenant owns a session id (a memory API call, a `/ws` s
 a session's SSE stream) and how many turns each tenant has active (`system_status`).
 
 This module is the port they ask through; conversations answers it, registering
-`apps.conversations.directory` from its `AppConfig.ready()`. It is the only such port: every
-other dependency in the project is an import the contracts in pyproject.toml check. An app
-that asks before conversations is ready gets a clear error, not a silent "no".
+`apps.conversations.directory` from its `AppConfig.ready()`. It is the one rule for a lower app
+that needs a higher app's table (not `apps.get_model`, not a dotted path in the settings): a
+named interface here, one implementation there. An app that asks before conversations is
+ready gets a clear error, not a silent "no".
 """
 
 from __future__ import annotations
