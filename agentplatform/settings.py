@@ -284,6 +284,13 @@ CELERY_TASK_ROUTES = {"apps.memory.tasks.*": {"queue": "memory"}}
 # being sent by the request that made them). See apps/conversations/dispatch.py.
 TURN_DISPATCH_SWEEP_SECONDS = env.float("TURN_DISPATCH_SWEEP_SECONDS", default=5.0)
 TURN_DISPATCH_GRACE_SECONDS = env.float("TURN_DISPATCH_GRACE_SECONDS", default=2.0)
+# A worker owns a running turn for TURN_LEASE_SECONDS and renews it every
+# TURN_HEARTBEAT_SECONDS from a heartbeat thread, whatever the turn waits on (a model, a tool);
+# a turn whose worker died is taken over once the lease has run out, found by the redelivered
+# task or by the recovery sweep every TURN_RECOVERY_SWEEP_SECONDS (docs/agents.md).
+TURN_LEASE_SECONDS = env.float("TURN_LEASE_SECONDS", default=10.0)
+TURN_HEARTBEAT_SECONDS = env.float("TURN_HEARTBEAT_SECONDS", default=3.0)
+TURN_RECOVERY_SWEEP_SECONDS = env.float("TURN_RECOVERY_SWEEP_SECONDS", default=3.0)
 CELERY_BEAT_SCHEDULE = {
     "conversations.dispatch-pending-turns": {
         "task": "apps.conversations.tasks.dispatch_pending_turns",
@@ -293,10 +300,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "conversations.recover-stale-turns": {
         "task": "apps.conversations.tasks.recover_stale_turns",
-        "schedule": 30.0,
+        # A dead worker's turn is taken over once its lease has run out: look every few seconds.
+        "schedule": TURN_RECOVERY_SWEEP_SECONDS,
+        "options": {"expires": TURN_RECOVERY_SWEEP_SECONDS},
     },
     "policy.expire-approvals": {
-        "task": "apps.policy.tasks.expire_approvals",
+        "task": "apps.conversations.tasks.expire_approvals",
         "schedule": 30.0,
     },
 }
@@ -321,10 +330,14 @@ BREAKER_RESET_SECONDS = env.int("BREAKER_RESET_SECONDS", default=30)
 # (while streaming) or settles it: a worker that dies frees its reservation after this long.
 # Keep it above PROVIDER_TIMEOUT_SECONDS times the retries.
 BUDGET_RESERVATION_SECONDS = env.int("BUDGET_RESERVATION_SECONDS", default=300)
-# A turn redelivered more often than this (worker crashes) is failed with a reason.
+# How many workers may try a turn: after this many died mid-turn it fails with a reason.
+# Resumes after an approval are counted apart and not limited.
 TURN_MAX_ATTEMPTS = env.int("TURN_MAX_ATTEMPTS", default=3)
 # How long the synchronous faces (/api/agent/message, /api/tasks) wait for a turn.
 SYNC_TURN_TIMEOUT_SECONDS = env.float("SYNC_TURN_TIMEOUT_SECONDS", default=120.0)
+# A wait for a turn (turn_wait) is woken by the turn's events; it reads the turn this often
+# anyway, in case a push was lost on the way.
+TURN_WAIT_FALLBACK_SECONDS = env.float("TURN_WAIT_FALLBACK_SECONDS", default=5.0)
 # Complexity score (0..1) at or above which the specialist model is chosen.
 ROUTER_SPECIALIST_THRESHOLD = env.float("ROUTER_SPECIALIST_THRESHOLD", default=0.6)
 TOOL_OUTPUT_MAX_CHARS = env.int("TOOL_OUTPUT_MAX_CHARS", default=16000)

@@ -91,11 +91,24 @@ class Turn(TenantOwnedModel):
     output_message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Every claim by a worker increments it, and a worker's writes hold only while the row still
+    # carries its number (the fencing token). Why a turn was claimed again is counted apart:
     attempt = models.PositiveSmallIntegerField(default=0)
+    # takeovers after a worker died mid-turn (bounded by TURN_MAX_ATTEMPTS) ...
+    crash_count = models.PositiveSmallIntegerField(default=0)
+    # ... and resumes after an approval was decided (not bounded: each gated call resumes once).
+    resume_count = models.PositiveSmallIntegerField(default=0)
     # A worker owns a running turn until this time and extends it as it works; a redelivered
     # task takes over only once it has passed (the first worker died).
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Why it was asked to stop: cancelled | interrupted | rolled back | tenant suspended. A rolled
+    # back turn ends without an answer message (its partial text leaves the history).
+    cancel_reason = models.CharField(max_length=32, blank=True)
+    # Where a turn that stopped mid-way picks up (turns/parking.py, typed and versioned): the
+    # model steps that asked for tools, the answer so far, the call waiting for approval. Written
+    # at each tool step and when the turn parks; read by a resume or a takeover.
+    progress = models.JSONField(default=dict, blank=True)
     # Set once the broker accepted the turn's task. A queued turn without it was committed while
     # the broker was down; the dispatcher (tasks.dispatch_pending_turns) sends it when it is back.
     dispatched_at = models.DateTimeField(null=True, blank=True)
@@ -155,6 +168,8 @@ class ToolCall(TenantOwnedModel):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         DENIED = "denied", "Denied"
+        # Its worker died while it ran; not run again (its tool is not idempotent).
+        INTERRUPTED = "interrupted", "Interrupted"
 
     turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="tool_calls")
     step = models.PositiveSmallIntegerField()
@@ -168,6 +183,10 @@ class ToolCall(TenantOwnedModel):
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The turn attempt that claimed the call to run it (compare-and-set from pending or approved):
+    # a call claimed by an attempt whose worker died is never run again unless its tool is
+    # idempotent.
+    attempt = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["step", "created_at"]

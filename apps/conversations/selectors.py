@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from django.db.models import QuerySet
@@ -50,19 +49,3 @@ def feedback_list(*, tenant, turn: Turn | None = None, session: ChatSession | No
 
 def active_turn_count(*, tenant) -> int:
     return Turn.objects.filter(tenant=tenant, status__in=Turn.ACTIVE).count()
-
-
-def wait_for_turn(*, tenant, turn_id: uuid.UUID, timeout: float) -> Turn:
-    """Poll one indexed row until the turn leaves the queue and the worker, or time runs out.
-
-    The synchronous faces use this: they run the very same engine on a worker and only wait.
-    The poll starts fast (a short turn answers in tens of milliseconds) and backs off.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        turn = Turn.objects.select_related("output_message").get(tenant=tenant, pk=turn_id)
-        if turn.is_final or turn.status == Turn.Status.WAITING_APPROVAL or time.monotonic() >= deadline:
-            return turn
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.2)

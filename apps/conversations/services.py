@@ -1,4 +1,4 @@
-"""Every write in conversations except running a turn (that is engine.py)."""
+"""Every write in conversations except a turn's own transitions (those are in turns/)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from apps.conversations import cancellation
 from apps.conversations.budgets import BudgetExhausted, budget_check
-from apps.conversations.dispatch import turn_enqueue_on_commit
 from apps.conversations.models import ChatSession, Feedback, Message, Turn
+from apps.conversations.turns import state
+from apps.conversations.turns.services import ENQUEUE, SessionBusy, turn_cancel, turn_start
 from apps.core.errors import Conflict
 from apps.events import types as event_types
 from apps.events.services import publish
@@ -21,7 +21,7 @@ from apps.events.ws_auth import sockets_close_for_tenant
 from apps.tenancy.services import tenant_limit_check, tenant_suspend
 from apps.tools.guardrails import redact_secrets, redact_url
 
-__all__ = ["BudgetExhausted"]  # re-exported: the views catch it from here
+__all__ = ["BudgetExhausted", "turn_cancel"]  # re-exported: the views use them from here
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def session_delete(*, tenant, session: ChatSession) -> None:
     with transaction.atomic():
         active = Turn.objects.filter(session=session, status__in=Turn.ACTIVE).values_list("pk", flat=True)
         for turn_id in active:
-            cancellation.request(turn_id)
+            state.turn_stop(turn_id=turn_id, reason=state.CANCELLED, keep_partial=False)
         ChatSession.objects.filter(pk=session.pk, tenant=tenant).delete()
 
 
@@ -121,8 +121,10 @@ def message_post(
     auto_run: bool = True,
     api_key=None,
     idempotency_key: str = "",
+    multitask: str = ENQUEUE,
 ) -> tuple[Message, Turn | None]:
-    """Store a message and, for a user message with auto_run, queue the turn that answers it.
+    """Store a message and, for a user message with auto_run, queue the turn that answers it
+    (behind the session's active turns, or as `multitask` says: turns/services.turn_start).
 
     `api_key` is the key of the caller (the principal's), if any: the turn records it, and its
     monthly budget is charged for the turn's model calls.
@@ -157,7 +159,17 @@ def message_post(
                 author=author,
                 idempotency_key=idempotency_key,
                 api_key=api_key if getattr(api_key, "pk", None) else None,
+                multitask=multitask,
             )
+    except SessionBusy as busy:
+        # Nothing was written; the refusal is still news to the session's other clients.
+        publish(
+            tenant,
+            event_types.MESSAGE_REJECTED,
+            {"active_turn_id": str(busy.active_turn_id), "multitask": "reject"},
+            session=session,
+        )
+        raise
     except IntegrityError:
         # A concurrent retry with the same key won the unique constraint: answer with its post.
         earlier = _idempotent_replay(tenant=tenant, session=session, key=idempotency_key) if idempotency_key else None
@@ -175,7 +187,7 @@ def _idempotent_replay(*, tenant, session: ChatSession, key: str) -> tuple[Messa
 
 
 def _write_message_and_turn(
-    *, tenant, session, role, parts, metadata, runs, findings, author, idempotency_key, api_key
+    *, tenant, session, role, parts, metadata, runs, findings, author, idempotency_key, api_key, multitask
 ) -> tuple[Message, Turn | None]:
     message = Message.objects.create(
         tenant=tenant,
@@ -188,15 +200,14 @@ def _write_message_and_turn(
     ChatSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
     turn = None
     if runs:
-        turn = Turn.objects.create(
+        turn = turn_start(
             tenant=tenant,
             session=session,
-            agent=session.agent,
             input_message=message,
             api_key=api_key,
             metadata={"redacted": bool(findings), "author_id": getattr(author, "pk", None)},
+            multitask=multitask,
         )
-        turn_enqueue_on_commit(turn_id=turn.pk)
     return message, turn
 
 
@@ -206,81 +217,27 @@ def turn_retry(*, tenant, turn: Turn, api_key=None) -> Turn:
     if not turn.is_final:
         raise Conflict("The turn is still active; cancel it or wait for it to finish before retrying.")
     check_monthly_budget(tenant=tenant, api_key=api_key)
-    with transaction.atomic():
-        new = Turn.objects.create(
-            tenant=tenant,
-            session=turn.session,
-            agent=turn.session.agent or turn.agent,
-            input_message=turn.input_message,
-            retry_of=turn,
-            api_key=api_key if getattr(api_key, "pk", None) else None,
-            metadata={"retry_of": str(turn.pk)},
-        )
-        turn_enqueue_on_commit(turn_id=new.pk)
-    return new
-
-
-def turn_cancel(*, tenant, session: ChatSession) -> Turn | None:
-    """Cancel the session's active turn. A queued turn ends at once; a running one stops at its
-    next token or step (the worker checks a Redis flag), keeping its partial output."""
-    turn = Turn.objects.filter(tenant=tenant, session=session, status__in=Turn.ACTIVE).order_by("-created_at").first()
-    if turn is None:
-        return None
-    now = timezone.now()
-    ended = Turn.objects.filter(pk=turn.pk, status__in=[Turn.Status.QUEUED, Turn.Status.WAITING_APPROVAL]).update(
-        status=Turn.Status.CANCELLED, cancel_requested=True, finished_at=now, error="cancelled before it ran"
+    return turn_start(
+        tenant=tenant,
+        session=turn.session,
+        input_message=turn.input_message,
+        retry_of=turn,
+        api_key=api_key,
+        metadata={"retry_of": str(turn.pk)},
     )
-    if ended:
-        from apps.policy.models import Approval
-
-        # A cancelled turn's waiting tool call will never run: close its approval too.
-        Approval.objects.filter(turn=turn, status=Approval.Status.PENDING).update(
-            status=Approval.Status.EXPIRED,
-            decided_at=now,
-            decided_by_label="system:turn cancelled",
-            decision_reason="the turn was cancelled",
-        )
-        publish(
-            tenant, event_types.TURN_CANCELLED, {"partial_text": "", "reason": "cancelled"}, session=session, turn=turn
-        )
-    else:
-        Turn.objects.filter(pk=turn.pk).update(cancel_requested=True)
-        cancellation.request(turn.pk)
-    turn.refresh_from_db()
-    return turn
 
 
 # --- suspension -------------------------------------------------------------------------------------
 
-SUSPENDED_REASON = "tenant suspended"
+SUSPENDED_REASON = state.SUSPENDED
 
 
 def turns_stop_for_tenant(*, tenant, reason: str = SUSPENDED_REASON) -> int:
-    """Cancel every active turn of the tenant, through the same compare-and-set as turn_cancel:
-    queued and parked turns end at once, running ones at their next checkpoint (the Redis flag
-    carries `reason` to the worker). Returns how many turns were told to stop."""
-    from apps.policy.models import Approval
-
-    now = timezone.now()
+    """Stop every active turn of the tenant, as turn_cancel does: queued and parked turns end
+    at once, running ones at their next checkpoint. Returns how many turns were told to stop."""
     stopped = 0
-    for turn in Turn.objects.filter(tenant=tenant, status__in=Turn.ACTIVE).only("pk", "session_id", "tenant_id"):
-        ended = Turn.objects.filter(pk=turn.pk, status__in=[Turn.Status.QUEUED, Turn.Status.WAITING_APPROVAL]).update(
-            status=Turn.Status.CANCELLED, cancel_requested=True, finished_at=now, error=reason
-        )
-        if ended:
-            Approval.objects.filter(turn=turn, status=Approval.Status.PENDING).update(
-                status=Approval.Status.EXPIRED, decided_at=now, decided_by_label=f"system:{reason}"
-            )
-            publish(
-                tenant,
-                event_types.TURN_CANCELLED,
-                {"partial_text": "", "reason": reason},
-                session=turn.session_id,
-                turn=turn,
-            )
-        else:  # running (or it finished meanwhile, and the flag expires unread)
-            Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).update(cancel_requested=True)
-            cancellation.request(turn.pk, reason=reason)
+    for turn_id in Turn.objects.filter(tenant=tenant, status__in=Turn.ACTIVE).values_list("pk", flat=True):
+        state.turn_stop(turn_id=turn_id, reason=reason, keep_partial=False)
         stopped += 1
     return stopped
 

@@ -53,7 +53,12 @@ def encode(envelope: dict[str, Any]) -> str:
 
 
 class Listener(Protocol):
-    """A socket or an SSE stream, as the hub sees it."""
+    """A socket, an SSE stream or a turn waiter, as the hub sees it.
+
+    A listener with `ticks = False` (a turn waiter: it lives for one wait and only wants to be
+    woken) gets no system_status and no credential re-checks, and does not start the ticker,
+    whose status snapshot and re-checks are database queries.
+    """
 
     tenant_id: str
 
@@ -88,7 +93,7 @@ class Hub:
     async def add(self, listener: Listener) -> None:
         """Register `listener`; returns once this process is known to receive its tenant's pushes."""
         self.listeners[listener.tenant_id].add(listener)
-        if self._ticker is None or self._ticker.done():
+        if _ticks(listener) and (self._ticker is None or self._ticker.done()):
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
         state = await self._join(listener.tenant_id)
         await self._confirm(listener.tenant_id, state)
@@ -195,7 +200,7 @@ class Hub:
         loop = asyncio.get_running_loop()
         next_status = loop.time() + status_every
         next_recheck = loop.time() + recheck_every
-        while self.listeners:
+        while self._ticking():
             await asyncio.sleep(max(0.0, min(next_status, next_recheck) - loop.time()))
             now = loop.time()
             try:
@@ -208,19 +213,28 @@ class Hub:
             except Exception:  # the ticker must survive a database or Redis outage
                 logger.exception("live ticker")
 
+    def _ticking(self) -> dict[str, list[Listener]]:
+        """The listeners the ticker serves, by tenant (turn waiters left out)."""
+        ticking = {}
+        for tenant_id, group in self.listeners.items():
+            members = [listener for listener in group if _ticks(listener)]
+            if members:
+                ticking[tenant_id] = members
+        return ticking
+
     async def _send_status(self) -> None:
         from apps.events.status import snapshot
 
-        tenant_ids = list(self.listeners)
-        if not tenant_ids:
+        ticking = self._ticking()
+        if not ticking:
             return
-        figures = await in_thread(snapshot)(tenant_ids)
+        figures = await in_thread(snapshot)(list(ticking))
         sent = 0
         for tenant_id, data in figures.items():
             envelope = ephemeral_envelope(tenant_id=tenant_id, type=ev.SYSTEM_STATUS, data=data)
             text = encode(envelope)
             frame = prepare_frame(text)
-            for listener in list(self.listeners.get(tenant_id, ())):
+            for listener in self._ticking().get(tenant_id, ()):
                 listener.on_status(envelope, text, frame)
                 sent += 1
                 if sent % FAN_OUT_SLICE == 0:
@@ -236,7 +250,7 @@ class Hub:
     async def _recheck_credentials(self) -> None:
         from apps.events.ws_auth import still_valid
 
-        everyone = [listener for group in self.listeners.values() for listener in group]
+        everyone = [listener for group in self._ticking().values() for listener in group]
         if not everyone:
             return
         entries = [(str(id(listener)), listener.tenant_id, *listener.credentials()) for listener in everyone]
@@ -245,6 +259,10 @@ class Hub:
             if str(id(listener)) not in keep:
                 self.remove(listener)
                 await listener.revoke()
+
+
+def _ticks(listener: Listener) -> bool:
+    return getattr(listener, "ticks", True)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

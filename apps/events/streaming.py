@@ -4,7 +4,7 @@ SSE streams read the log, not the channel layer: the log is ordered and complete
 that reconnects with Last-Event-ID gets exactly what it missed, and a stream that waits for a
 slow client simply stops reading (nothing piles up for it; see transport.StreamFlowMiddleware).
 They do not poll on a timer, though: the process's hub (live.py) wakes a stream when a push for
-its tenant (and session) arrives, so an idle stream costs one query per
+its tenant (and session, or turn) arrives, so an idle stream costs one query per
 SSE_FALLBACK_POLL_SECONDS (the net under a lost push) and a busy one a query per push burst.
 
 Generators are async because Django under ASGI reads a synchronous iterator to its end
@@ -32,8 +32,6 @@ from apps.events.services import envelope
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.05
-HEARTBEAT_SECONDS = 15.0
 RETRY_MS = 1000  # EventSource waits this long before reconnecting
 BATCH = 500
 # Two publishers can commit ids out of order (101 visible before 100). A stream looks back
@@ -51,31 +49,72 @@ def sse_frame(message: dict, cursor: int | None = None) -> str:
 
 
 def _fetch(tenant, after_id: int, turn_id) -> list:
-    return list(events_after(tenant=tenant, after_id=after_id, turn_id=turn_id))
+    return list(events_after(tenant=tenant, after_id=after_id, turn_id=turn_id, limit=BATCH))
+
+
+class _TurnStreamListener:
+    """One turn's stream, as the hub sees it: woken by any event of that turn. It lasts one
+    turn (at most the caller's timeout), so no system_status and no credential re-checks."""
+
+    ticks = False
+
+    def __init__(self, tenant_id: str, turn_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.turn_id = turn_id
+        self.wake = asyncio.Event()
+
+    def deliver(self, event: dict[str, Any], text: str, frame: Any = None) -> None:
+        if event.get("turn_id") == self.turn_id:
+            self.wake.set()
+
+    def on_status(self, envelope: dict[str, Any], text: str, frame: Any = None) -> None:
+        return None
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        return (None, None)
+
+    async def revoke(self) -> None:
+        self.wake.set()
 
 
 async def turn_event_frames(*, tenant, turn_id, after_id: int = 0, timeout: float = 600.0) -> AsyncIterator[str]:
     """Every event of one turn after `after_id`, live, until the turn's final event (or timeout).
 
-    A turn's events come from one worker in order, so a simple cursor is exact here.
+    Subscribed (through the hub, barrier included) before the first read, so nothing falls
+    between; then the log is read on each push of the turn, and every SSE_FALLBACK_POLL_SECONDS
+    without one. A turn's events come from one worker in order, so a simple cursor is exact here.
     """
+    heartbeat = settings.SSE_HEARTBEAT_SECONDS
+    fallback = settings.SSE_FALLBACK_POLL_SECONDS
+    listener = _TurnStreamListener(str(getattr(tenant, "pk", tenant)), str(turn_id))
+    local = hub()
     deadline = time.monotonic() + timeout
-    last_sent = time.monotonic()
-    while time.monotonic() < deadline:
-        batch = await in_thread(_fetch)(tenant, after_id, turn_id)
-        for event in batch:
-            message = envelope(event)
-            after_id = event.id
-            yield sse_frame(message)
-            last_sent = time.monotonic()
-            if event.type in ev.FINAL_TYPES:
-                return
-        if time.monotonic() - last_sent >= HEARTBEAT_SECONDS:
-            yield ": heartbeat\n\n"
-            last_sent = time.monotonic()
-        if not batch:
-            await asyncio.sleep(POLL_SECONDS)
-    yield 'event: timeout\ndata: {"error": "The turn did not finish in time; read its events again later."}\n\n'
+    try:
+        try:
+            await local.add(listener)
+        except Exception:  # no channel layer (Redis down): the fallback poll still streams
+            logger.warning("turn stream without live wake-ups", exc_info=True)
+        last_sent = time.monotonic()
+        while (left := deadline - time.monotonic()) > 0:
+            listener.wake.clear()  # before reading: a push during the read wakes us again
+            batch = await in_thread(_fetch)(tenant, after_id, turn_id)
+            for event in batch:
+                after_id = event.id
+                yield sse_frame(envelope(event))
+                last_sent = time.monotonic()
+                if event.type in ev.FINAL_TYPES:
+                    return
+            if len(batch) == BATCH:
+                continue
+            idle = time.monotonic() - last_sent
+            if idle >= heartbeat:
+                yield ": heartbeat\n\n"
+                last_sent, idle = time.monotonic(), 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.wake.wait(), max(0.0, min(heartbeat - idle, fallback, left)))
+        yield 'event: timeout\ndata: {"error": "The turn did not finish in time; read its events again later."}\n\n'
+    finally:
+        local.remove(listener)
 
 
 class LogCursor:

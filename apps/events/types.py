@@ -10,6 +10,11 @@ TOOL_RESULT = "tool_result"
 CHAT_COMPLETE = "chat_complete"
 TURN_FAILED = "turn_failed"
 TURN_CANCELLED = "turn_cancelled"
+# Ordered sessions (POST .../messages `multitask`): a new turn waits behind the session's active
+# turns; an active turn was stopped by a newer message (interrupt, rollback); a post was refused.
+TURN_QUEUED = "turn_queued"  # data: {"behind_turn_ids": [...], "position": int, "multitask": str}
+TURN_INTERRUPTED = "turn_interrupted"  # data: {"by_turn_id", "multitask", "outcome"}; on the stopped turn
+MESSAGE_REJECTED = "message_rejected"  # data: {"active_turn_id", "multitask": "reject"}; session-wide
 SESSION_UPDATED = "session_updated"
 APPROVAL_REQUEST = "approval_request"  # a tool call waits for a human decision
 APPROVAL_RESOLVED = "approval_resolved"  # approved, denied or expired

@@ -210,16 +210,6 @@ def memory_record_exchange(
         logger.exception("turn %s: recording its memory failed", turn_id)
 
 
-def memory_record_turn(*, turn) -> None:
-    """The engine's old entry point, kept until the turn package calls the hook itself.
-
-    lead: removed by the turn-core refactor (apps/conversations/engine.py imports it from here;
-    the new engine calls apps.conversations.memory_hooks.memory_record_turn instead)."""
-    from apps.conversations.memory_hooks import memory_record_turn as record
-
-    record(turn=turn)
-
-
 def _record_exchange(
     *, tenant_id, agent_id, session_id, turn_id, user_text: str, answer_text: str, model: str, tool_call_count: int
 ) -> None:

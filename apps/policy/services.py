@@ -16,6 +16,8 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from apps.core.errors import Conflict
 from apps.core.redaction import redact_data, redact_text
+from apps.events import types as ev
+from apps.events.services import publish
 from apps.policy.models import Action, Approval, PolicySettings, ToolRule
 from apps.tenancy.models import ROLE_RANK, Role
 from apps.tenancy.principal import Actor
@@ -192,28 +194,12 @@ def approval_role(tenant) -> str:
     return role if role in ROLE_RANK else Role.ADMIN
 
 
-def _resume(approval: Approval) -> None:
-    """Hand the waiting turn back to a worker (compare-and-set: only a waiting turn moves)."""
-    from apps.conversations.dispatch import turn_enqueue_on_commit
-    from apps.conversations.models import Turn
-
-    # Back in the outbox (dispatched_at cleared): if the broker is down now, the dispatcher
-    # sends it once it is back, as for a newly posted turn.
-    moved = Turn.objects.filter(pk=approval.turn_id, status=Turn.Status.WAITING_APPROVAL).update(
-        status=Turn.Status.QUEUED, dispatched_at=None, updated_at=timezone.now()
-    )
-    if moved:
-        turn_enqueue_on_commit(turn_id=approval.turn_id)
-
-
 def approval_decide(
     *, tenant, actor: Actor, actor_role: str, approval: Approval, approve: bool, reason: str = ""
 ) -> Approval:
     """Approve or deny once. Expired approvals cannot be decided; the decision is audited and
-    the turn resumes on a worker, which runs exactly the approved call (or tells the model no)."""
-    from apps.events import types as ev
-    from apps.events.services import publish
-
+    published. Policy decides and nothing more: the caller (conversations' turns/approvals.py)
+    holds the turn's row lock around this and resumes the turn in the same transaction."""
     needed = approval_role(tenant)
     if ROLE_RANK[actor_role] < ROLE_RANK[needed]:
         raise PermissionDenied(f"Deciding approvals needs the {needed} role.")
@@ -254,41 +240,47 @@ def approval_decide(
             session=approval.turn.session_id,
             turn=approval.turn_id,
         )
-        _resume(approval)
     return approval
 
 
-def approvals_expire(*, now=None) -> int:
-    """Pending approvals past their time count as denied; their turns go on."""
-    from apps.events import types as ev
-    from apps.events.services import publish
-
+def approvals_due_for_expiry(*, now=None, limit: int = 500) -> list[Approval]:
     now = now or timezone.now()
-    expired = 0
-    for approval in Approval.objects.filter(status=Approval.Status.PENDING, expires_at__lte=now).select_related(
-        "turn", "tool_call", "tenant"
-    )[:500]:
-        with transaction.atomic():
-            if not Approval.objects.filter(pk=approval.pk, status=Approval.Status.PENDING).update(
-                status=Approval.Status.EXPIRED,
-                decided_at=now,
-                decided_by_label="system:expiry",
-                decision_reason="expired before anyone decided",
-            ):
-                continue
-            publish(
-                approval.tenant,
-                ev.APPROVAL_RESOLVED,
-                {
-                    "approval_id": str(approval.pk),
-                    **tool_call_ids(approval.tool_call),
-                    "status": Approval.Status.EXPIRED,
-                    "decided_by": "system:expiry",
-                    "decision_reason": "expired before anyone decided",
-                },
-                session=approval.turn.session_id,
-                turn=approval.turn_id,
-            )
-            _resume(approval)
-            expired += 1
-    return expired
+    pending = Approval.objects.filter(status=Approval.Status.PENDING, expires_at__lte=now)
+    return list(pending.select_related("turn", "tool_call", "tenant")[:limit])
+
+
+def approval_expire(*, approval: Approval, now=None) -> bool:
+    """A pending approval past its time counts as denied: closed and published. The caller
+    resumes its turn (the model is told the call did not run)."""
+    now = now or timezone.now()
+    if not Approval.objects.filter(pk=approval.pk, status=Approval.Status.PENDING).update(
+        status=Approval.Status.EXPIRED,
+        decided_at=now,
+        decided_by_label="system:expiry",
+        decision_reason="expired before anyone decided",
+    ):
+        return False
+    publish(
+        approval.tenant,
+        ev.APPROVAL_RESOLVED,
+        {
+            "approval_id": str(approval.pk),
+            **tool_call_ids(approval.tool_call),
+            "status": Approval.Status.EXPIRED,
+            "decided_by": "system:expiry",
+            "decision_reason": "expired before anyone decided",
+        },
+        session=approval.turn.session_id,
+        turn=approval.turn_id,
+    )
+    return True
+
+
+def approvals_close_for_turn(*, turn_id, reason: str, label: str) -> int:
+    """The turn was stopped: its pending approvals will never be acted on."""
+    return Approval.objects.filter(turn_id=turn_id, status=Approval.Status.PENDING).update(
+        status=Approval.Status.EXPIRED,
+        decided_at=timezone.now(),
+        decided_by_label=label[:200],
+        decision_reason=reason[:2000],
+    )

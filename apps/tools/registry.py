@@ -59,6 +59,13 @@ class Tool:
     # Write tools describe a call without making it: (context, arguments) -> {changes: [...],
     # diff, reversible, rollback, warnings}. The simulate endpoint calls it.
     dry_run: Callable[[ToolContext, dict[str, Any]], dict[str, Any]] | None = None
+    # Safe to run twice with the same arguments. A call whose worker died mid-way runs again on
+    # the worker that takes the turn over only if its tool says so (None: read tools are).
+    idempotent: bool | None = None
+
+    @property
+    def is_idempotent(self) -> bool:
+        return self.side_effect == SideEffect.READ if self.idempotent is None else self.idempotent
 
 
 @dataclass

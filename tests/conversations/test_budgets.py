@@ -21,8 +21,9 @@ from django.utils import timezone
 from apps.agents import services as agent_services
 from apps.agents.models import Agent, CatalogModel, PlatformSpend, ProviderKind
 from apps.agents.selectors import platform_spend_this_month
-from apps.conversations import budgets, cancellation, engine, services
+from apps.conversations import budgets, cancellation, services
 from apps.conversations.models import ChatSession, Message, SpendLedger, Turn
+from apps.conversations.turns import services as engine
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Actor
 from tests.conftest import create_key

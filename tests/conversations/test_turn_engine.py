@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.conversations import engine
 from apps.conversations.models import Message, ToolCall, Turn
+from apps.conversations.turns import services as engine
 from apps.events.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -120,13 +120,16 @@ def test_a_turn_that_keeps_killing_workers_fails_with_a_reason(agent, tenant, se
         agent=agent,
         input_message=message,
         status=Turn.Status.RUNNING,
-        attempt=settings.TURN_MAX_ATTEMPTS,
+        # Two workers died in it already; resumes after approvals do not count.
+        attempt=settings.TURN_MAX_ATTEMPTS + 3,
+        crash_count=settings.TURN_MAX_ATTEMPTS - 1,
+        resume_count=3,
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
     engine.turn_execute(turn_id=str(turn.pk))
     turn.refresh_from_db()
     assert turn.status == Turn.Status.FAILED
-    assert "Gave up after" in turn.error
+    assert f"Gave up after {settings.TURN_MAX_ATTEMPTS} attempts" in turn.error
     assert event_types(turn)[-1] == "turn_failed"
 
 

@@ -32,6 +32,9 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         "DB_POOL_MAX_SIZE": "4",
         "EMBEDDING_BACKEND": "hashing",  # as in the test process (tests/conftest.py)
         "OUTBOUND_ALLOW_LOOPBACK": "true",  # its providers point at the loopback stub model server
+        # Short leases: a test that kills a worker sees the takeover in seconds.
+        "TURN_LEASE_SECONDS": "4",
+        "TURN_HEARTBEAT_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }
     log = open(BASE_DIR / "var" / "test-worker.log", "w")  # noqa: SIM115 - closed at teardown

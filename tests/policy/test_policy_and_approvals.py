@@ -9,8 +9,8 @@ import pytest
 from django.apps import apps as django_apps
 from django.utils import timezone
 
-from apps.conversations import engine
 from apps.conversations.models import ToolCall, Turn
+from apps.conversations.turns import services as engine
 from apps.events.models import Event
 from apps.policy import services
 from apps.policy.models import Approval
@@ -118,7 +118,7 @@ def test_expiry_counts_as_deny(chat, django_capture_on_commit_callbacks):
     turn, approval = parked_turn(chat)
     Approval.objects.filter(pk=approval.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.approvals_expire() == 1
+        assert engine.turn_approvals_expire() == 1
     turn.refresh_from_db()
     assert turn.status == Turn.Status.COMPLETED
     assert "expired" in ToolCall.objects.get(turn=turn).result

@@ -12,9 +12,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from apps.agents.models import Agent, CatalogModel, ProviderKind
-from apps.conversations import engine
 from apps.conversations.models import ChatSession, Message, Turn
 from apps.conversations.services import tenant_suspend_and_stop
+from apps.conversations.turns import services as engine
 from apps.events.models import Event
 from apps.tenancy.models import AuditLog, Tenant
 from apps.tenancy.principal import Actor

@@ -27,6 +27,7 @@ DEMO_TOOLS = {
     "demo__crash",
     "demo__files_search",
     "demo__pid",
+    "demo__record_and_wait",
 }
 
 

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+from apps.conversations.turns.services import MULTITASK_STRATEGIES
 
 MAX_PARTS = 20
 MAX_TEXT_CHARS = 100_000
@@ -30,6 +31,22 @@ class PartSerializer(serializers.Serializer):
         return attrs
 
 
+MULTITASK_HELP = (
+    "What to do when the session is still answering an earlier message: `enqueue` (default: this "
+    "message's turn waits for it), `reject` (409, nothing is stored), `interrupt` (stop it, keep its "
+    "partial answer, then answer this one) or `rollback` (stop it and drop its partial answer from "
+    "the history)."
+)
+
+
+class MultitaskField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("choices", list(MULTITASK_STRATEGIES))
+        kwargs.setdefault("default", MULTITASK_STRATEGIES[0])
+        kwargs.setdefault("help_text", MULTITASK_HELP)
+        super().__init__(**kwargs)
+
+
 class MessagePostSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=[Message.Role.USER, Message.Role.SYSTEM], default=Message.Role.USER)
     parts = PartSerializer(many=True, required=False)
@@ -37,6 +54,7 @@ class MessagePostSerializer(serializers.Serializer):
         required=False, max_length=MAX_TEXT_CHARS, help_text="Shorthand for one text part.", trim_whitespace=False
     )
     auto_run = serializers.BooleanField(default=True, help_text="Queue a turn that answers this message.")
+    multitask = MultitaskField()
 
     def validate(self, attrs):
         parts = list(attrs.get("parts") or [])
@@ -117,6 +135,9 @@ class TurnSerializer(serializers.ModelSerializer):
             "agent",
             "status",
             "attempt",
+            "crash_count",
+            "resume_count",
+            "cancel_reason",
             "input_message_id",
             "output_message_id",
             "retry_of_id",
@@ -223,6 +244,7 @@ class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
         help_text="Agent name or id for a new session (default: the first enabled agent). With a session, it "
         "must be that session's agent.",
     )
+    multitask = MultitaskField()
 
     def validate(self, attrs):
         given = {name: attrs.pop(name) for name in SESSION_SPELLINGS if name in attrs}

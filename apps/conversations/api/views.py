@@ -225,7 +225,9 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
             "Stores the message and, for a user message with `auto_run` (default), queues a turn: "
             "202 `{message_id, turn_id}`. Follow the turn on `/ws`, `GET /api/turns/{id}`, or its events. "
             "Secrets in text (API keys, tokens, private keys, passwords in URLs) are redacted before "
-            "they are stored or sent to a model. Chat routes have their own rate limit (CHAT_RATE_LIMIT)."
+            "they are stored or sent to a model. Chat routes have their own rate limit (CHAT_RATE_LIMIT). "
+            "A session answers its messages one at a time, in order: `multitask` says what happens when it "
+            "is still answering an earlier one (409 with `reject`)."
         ),
         request=MessagePostSerializer,
         parameters=[
@@ -254,6 +256,7 @@ class SessionMessagesView(SessionScopedMixin, TenantAPIView):
                 auto_run=data["auto_run"],
                 api_key=self.principal.api_key,
                 idempotency_key=idempotency_key(request.headers),
+                multitask=data["multitask"],
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)

@@ -1,5 +1,10 @@
 """Synchronous faces: post a message and wait for the answer. They queue the same turn as
-`POST /api/sessions/{id}/messages` and wait for the worker; there is no second model loop."""
+`POST /api/sessions/{id}/messages` and wait for the worker; there is no second model loop.
+
+The waiting views are async (`AsyncTenantAPIView`): under daphne the wait is a coroutine on
+the event loop woken by the turn's events (turns/wait.py), holding no database connection,
+instead of a request thread sleeping in a poll loop with its connection checked out.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from apps.conversations.api.serializers import (
 from apps.conversations.api.views import BUDGET_RESPONSE, SessionScopedMixin, budget_exhausted_response
 from apps.conversations.models import ChatSession, Message, Turn
 from apps.conversations.services import BudgetExhausted
+from apps.conversations.turns.wait import db_call, turn_wait
 from apps.core.api.views import TenantAPIView
 from apps.core.errors import NotConfigured, error_body
 from apps.core.ids import parse_uuid
@@ -67,11 +73,50 @@ def turn_metadata(turn: Turn) -> dict:
     }
 
 
+class AsyncTenantAPIView(TenantAPIView):
+    """A TenantAPIView whose handlers are coroutines.
+
+    DRF's APIView is synchronous. This one keeps all of DRF's request handling (authentication
+    with the auth-failure limit, permissions and roles, path-id checks, parsers and the body
+    cap, the JSON error handler, renderers) by running those same synchronous steps through
+    `db_call`: in the request's thread, its connection released afterwards. Handlers await
+    their own synchronous parts the same way. The middleware (rate limits, request id) is
+    untouched: Django runs it around any view. `options` is async here, so a subclass with a
+    synchronous handler is refused by Django ("all sync or all async") when its URL is loaded.
+    """
+
+    async def dispatch(self, request, *args, **kwargs):
+        # DRF's APIView.dispatch, with the blocking steps off the event loop.
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            await db_call(self.initial)(request, *args, **kwargs)
+            allowed = request.method.lower() in self.http_method_names
+            handler = getattr(self, request.method.lower(), None) if allowed else None
+            if handler is None:
+                handler = self.http_method_not_allowed
+            response = handler(request, *args, **kwargs)
+            if not isinstance(response, HttpResponseBase):
+                response = await response
+        except Exception as exc:  # noqa: BLE001 - DRF's handler answers it or raises it again
+            response = await db_call(self.handle_exception)(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    async def options(self, request, *args, **kwargs):
+        return await db_call(super().options)(request, *args, **kwargs)
+
+
 class SyncTurnMixin(SessionScopedMixin):
     rate_limit_scope = "chat"
     required_roles = {"POST": Role.MEMBER, "GET": Role.VIEWER}
 
-    def start_turn(self, *, text: str, session_id: str | None, agent_name: str | None, mode: str) -> Turn:
+    def start_turn(
+        self, *, text: str, session_id: str | None, agent_name: str | None, mode: str, multitask: str = "enqueue"
+    ) -> Turn:
         if session_id:
             session = self.continued_session(session_id, agent_name)
         else:
@@ -90,6 +135,7 @@ class SyncTurnMixin(SessionScopedMixin):
             parts=[{"type": "text", "text": text}],
             author=self.principal.user,
             api_key=self.principal.api_key,
+            multitask=multitask,
         )
         return turn
 
@@ -117,12 +163,13 @@ class SyncTurnMixin(SessionScopedMixin):
                 session_id=data["session_id"],
                 agent_name=data.get("agent"),
                 mode=ChatSession.Mode.CHAT,
+                multitask=data["multitask"],
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)
 
-    def wait(self, turn: Turn) -> Turn:
-        return selectors.wait_for_turn(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
+    async def wait(self, turn: Turn) -> Turn:
+        return await turn_wait(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
 
     def unfinished_response(self, turn: Turn, id_field: str) -> Response | None:
         ids = {id_field: str(turn.pk), "sessionId": str(turn.session_id)}
@@ -147,7 +194,7 @@ class SyncTurnMixin(SessionScopedMixin):
         )
 
 
-class AgentMessageView(SyncTurnMixin, TenantAPIView):
+class AgentMessageView(SyncTurnMixin, AsyncTenantAPIView):
     @extend_schema(
         tags=["agent"],
         summary="Send a message and wait for the answer",
@@ -158,11 +205,11 @@ class AgentMessageView(SyncTurnMixin, TenantAPIView):
         request=AgentMessageSerializer,
         responses={200: AgentMessageReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
-    def post(self, request):
-        turn = self.start_message_turn(request)
+    async def post(self, request):
+        turn = await db_call(self.start_message_turn)(request)
         if isinstance(turn, HttpResponseBase):
             return turn
-        turn = self.wait(turn)
+        turn = await self.wait(turn)
         unfinished = self.unfinished_response(turn, "turnId")
         if unfinished is not None:
             return unfinished
@@ -176,7 +223,7 @@ class AgentMessageView(SyncTurnMixin, TenantAPIView):
         )
 
 
-class AgentMessageStreamView(SyncTurnMixin, TenantAPIView):
+class AgentMessageStreamView(SyncTurnMixin, AsyncTenantAPIView):
     @extend_schema(
         tags=["agent"],
         summary="Send a message and stream the turn's events (SSE)",
@@ -188,8 +235,8 @@ class AgentMessageStreamView(SyncTurnMixin, TenantAPIView):
         request=AgentMessageSerializer,
         responses={(200, "text/event-stream"): OpenApiTypes.STR, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
-    def post(self, request):
-        turn = self.start_message_turn(request)
+    async def post(self, request):
+        turn = await db_call(self.start_message_turn)(request)
         if isinstance(turn, HttpResponseBase):
             return turn
         frames = turn_event_frames(tenant=self.tenant, turn_id=turn.pk, timeout=settings.SYNC_TURN_TIMEOUT_SECONDS)
@@ -228,7 +275,7 @@ class AgentStatusView(TenantAPIView):
         )
 
 
-class TaskView(SyncTurnMixin, TenantAPIView):
+class TaskView(SyncTurnMixin, AsyncTenantAPIView):
     @extend_schema(
         tags=["agent"],
         summary="Run a one-off task and wait for its result",
@@ -238,11 +285,21 @@ class TaskView(SyncTurnMixin, TenantAPIView):
         request=TaskSerializer,
         responses={200: TaskReplySerializer, **SYNC_ERRORS, **BUDGET_RESPONSE, **ERROR_RESPONSES},
     )
-    def post(self, request):
+    async def post(self, request):
+        turn = await db_call(self.start_task_turn)(request)
+        if isinstance(turn, HttpResponseBase):
+            return turn
+        turn = await self.wait(turn)
+        unfinished = self.unfinished_response(turn, "taskId")
+        if unfinished is not None:
+            return unfinished
+        return Response({"taskId": str(turn.pk), "text": turn.output_message.text, "metadata": turn_metadata(turn)})
+
+    def start_task_turn(self, request) -> Turn | HttpResponseBase:
         payload = TaskSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            turn = self.start_turn(
+            return self.start_turn(
                 text=payload.validated_data["topic"],
                 session_id=None,
                 agent_name=payload.validated_data.get("agent"),
@@ -250,8 +307,3 @@ class TaskView(SyncTurnMixin, TenantAPIView):
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)
-        turn = self.wait(turn)
-        unfinished = self.unfinished_response(turn, "taskId")
-        if unfinished is not None:
-            return unfinished
-        return Response({"taskId": str(turn.pk), "text": turn.output_message.text, "metadata": turn_metadata(turn)})

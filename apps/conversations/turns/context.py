@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from apps.agents.providers.base import ChatMessage, ToolSpec
 from apps.agents.routing import estimate_tokens
@@ -59,14 +61,27 @@ def _model_content(message: Message) -> str | list[dict[str, Any]]:
 
 
 def _history(turn: Turn) -> list[Message]:
+    """The session's messages before this turn's input, each answer right after its question.
+
+    An answer is written when its turn ends, which can be after later messages were posted (five
+    messages posted at once, answered in order; an interrupted answer written after the message
+    that interrupted it). So an answer is placed by its question's time, and the answers of
+    earlier turns are in the window even when they were written after this turn's input."""
+    asked_at = Subquery(
+        Turn.objects.filter(output_message=OuterRef("pk"))
+        .values("input_message__created_at")
+        .order_by("created_at")[:1]
+    )
+    earlier_answers = Turn.objects.filter(
+        session_id=turn.session_id, created_at__lt=turn.created_at, output_message__isnull=False
+    ).values("output_message_id")
     earlier = (
-        Message.objects.filter(
-            session_id=turn.session_id,
-            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
-            created_at__lt=turn.input_message.created_at,
-        )
+        Message.objects.filter(session_id=turn.session_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        .filter(Q(created_at__lt=turn.input_message.created_at) | Q(pk__in=earlier_answers))
         .exclude(pk=turn.input_message_id)
-        .order_by("-created_at")[:HISTORY_MAX_MESSAGES]
+        .annotate(placed_at=Coalesce(asked_at, F("created_at")))
+        # An answer sorts just after its question (same time, assistant after user).
+        .order_by("-placed_at", "role", "-created_at")[:HISTORY_MAX_MESSAGES]
     )
     kept, budget = [], HISTORY_MAX_TOKENS
     for message in earlier:

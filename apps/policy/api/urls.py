@@ -14,9 +14,4 @@ urlpatterns = [
     path("settings/simulate/tool", views.SimulateToolView.as_view(), name="simulate-tool"),
     path("approvals", views.ApprovalListView.as_view(), name="approvals"),
     path("approvals/<str:approval_id>", views.ApprovalDetailView.as_view(), name="approval-detail"),
-    path("approvals/<str:approval_id>/approve", views.ApprovalApproveView.as_view(), name="approval-approve"),
-    path("approvals/<str:approval_id>/deny", views.ApprovalDenyView.as_view(), name="approval-deny"),
-    path("sessions/<str:session_id>/approve", views.SessionApproveView.as_view(), name="session-approve"),
-    path("audit/policy/<str:turn_id>", views.PolicyAuditView.as_view(), name="audit-policy"),
-    path("audit/tools/<str:turn_id>", views.ToolAuditView.as_view(), name="audit-tools"),
 ]

@@ -83,6 +83,7 @@ def build_http_get_tool(client_factory: Callable[[], http_client.SafeHttpClient]
         },
         handler=http_get,
         side_effect=SideEffect.EXTERNAL,
+        idempotent=True,  # a GET: fetching again after a worker died changes nothing
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -58,6 +59,15 @@ def oddly_named(query: str) -> str:
 def pid() -> int:
     """The server's process id (tests whether calls share one process)."""
     return os.getpid()
+
+
+@server.tool()
+def record_and_wait(key: str, seconds: float) -> str:
+    """A slow side effect that counts its runs: append the key to $DEMO_RUN_LOG, then wait."""
+    with open(os.environ["DEMO_RUN_LOG"], "a") as log:
+        log.write(key + "\n")
+    time.sleep(seconds)
+    return f"recorded {key}"
 
 
 if __name__ == "__main__":
