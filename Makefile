@@ -29,9 +29,11 @@ run: $(VENV)/.base-ml.stamp
 test: $(VENV)/.dev.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
+# lint-imports checks the import map in pyproject.toml ([tool.importlinter], docs/architecture.md).
 lint: $(VENV)/.dev.stamp
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(VENV)/.dev.stamp
 	$(VENV)/bin/ruff check --fix .

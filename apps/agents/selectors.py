@@ -16,6 +16,7 @@ from apps.agents.models import (
     PlatformSpend,
     Provider,
 )
+from apps.core.ids import parse_uuid
 from apps.tenancy.models import Tenant
 
 
@@ -89,6 +90,19 @@ def agent_get(*, tenant: Tenant, agent_id: uuid.UUID) -> Agent | None:
 
 def agent_get_by_name(*, tenant: Tenant, name: str) -> Agent | None:
     return agent_list(tenant=tenant).filter(name=name).first()
+
+
+def agent_resolve(*, tenant: Tenant, name_or_id: str | None) -> Agent | None:
+    """An agent by id or name; without one, the tenant's first enabled agent."""
+    agents = Agent.objects.filter(tenant=tenant)
+    if not name_or_id:
+        return agents.filter(enabled=True).order_by("created_at").first()
+    as_uuid = parse_uuid(name_or_id)
+    if as_uuid is not None:
+        found = agents.filter(pk=as_uuid).first()
+        if found is not None:
+            return found
+    return agents.filter(name=name_or_id).first()
 
 
 def price_table(*, provider_kind: str | None = None) -> QuerySet[ModelPrice]:

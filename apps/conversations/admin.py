@@ -1,10 +1,14 @@
-"""Operators' view of sessions, their messages, turns with their tool calls, and feedback."""
+"""Operators' view of sessions, their messages, turns with their tool calls, and feedback; and
+the tenants' suspend action, which stops their turns."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+from apps.conversations.services import tenant_suspend_and_stop
+from apps.tenancy.admin import TenantAdmin, admin_actor
+from apps.tenancy.models import Tenant
 
 
 class MessageInline(admin.TabularInline):
@@ -77,3 +81,22 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_filter = ["grade", "tenant"]
     search_fields = ["comment", "=turn__id"]
     readonly_fields = ["tenant", "turn", "user", "created_at", "updated_at"]
+
+
+class TenantAdminWithSuspend(TenantAdmin):
+    """Tenancy's tenant admin plus the suspend action. Suspending also cancels the tenant's turns
+    and closes its sockets (conversations.services.tenant_suspend_and_stop), and tenancy sits
+    below conversations, so the action is added here and the admin re-registered (tenancy's
+    admin module loads first: INSTALLED_APPS order)."""
+
+    actions = ["suspend", *TenantAdmin.actions]
+
+    @admin.action(description="Suspend selected tenants (keys stop working, turns and sockets are stopped)")
+    def suspend(self, request, queryset):
+        actor = admin_actor(request)
+        done = sum(tenant_suspend_and_stop(tenant=t, actor=actor, reason="suspended in admin") for t in queryset)
+        self.message_user(request, f"Suspended {done} tenant(s).", messages.SUCCESS)
+
+
+admin.site.unregister(Tenant)
+admin.site.register(Tenant, TenantAdminWithSuspend)

@@ -7,3 +7,11 @@ class ConversationsConfig(AppConfig):
     name = "apps.conversations"
     label = "conversations"
     verbose_name = "Conversations"
+
+    def ready(self) -> None:
+        # Memory and events ask about sessions and turns through this port instead of importing
+        # them (apps/core/chat_sessions.py says why).
+        from apps.conversations import directory
+        from apps.core.chat_sessions import session_directory_register
+
+        session_directory_register(directory)

@@ -47,7 +47,7 @@ def _connection():
     broker is down; this one fails in milliseconds and the dispatcher does the retrying.
     Keyed by process and URL: a forked child or a changed broker gets a connection of its own.
     """
-    from agentplatform.celery import app
+    from celery import current_app as app  # agentplatform's app; apps do not import the project
 
     key = (os.getpid(), app.conf.broker_url)
     if getattr(_local, "key", None) != key:

@@ -6,22 +6,8 @@ import uuid
 
 from django.db.models import QuerySet
 
-from apps.agents.models import Agent
+from apps.agents.selectors import agent_resolve  # noqa: F401 - callers here use selectors.agent_resolve
 from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
-from apps.core.ids import parse_uuid
-
-
-def agent_resolve(*, tenant, name_or_id: str | None) -> Agent | None:
-    """An agent by id or name; without one, the tenant's first enabled agent."""
-    agents = Agent.objects.filter(tenant=tenant)
-    if not name_or_id:
-        return agents.filter(enabled=True).order_by("created_at").first()
-    as_uuid = parse_uuid(name_or_id)
-    if as_uuid is not None:
-        found = agents.filter(pk=as_uuid).first()
-        if found is not None:
-            return found
-    return agents.filter(name=name_or_id).first()
 
 
 def session_list(*, tenant, include_archived: bool = True) -> QuerySet[ChatSession]:

@@ -1,4 +1,9 @@
-"""Probes of the services the platform depends on, for /ready and /api/health."""
+"""Probes of the services the platform depends on, for /ready and /api/health.
+
+Core probes what every process shares (database, Redis, channel layer, Celery). A service that
+belongs to a higher app (memory's embedder) is probed by that app, which adds its probe with
+`health_probe_register()` from its AppConfig.ready(): core never imports the apps above it.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ class Probe:
         return body
 
 
-def _timed(check: Callable[[], str]) -> Probe:
+def timed(check: Callable[[], str]) -> Probe:
     started = time.perf_counter()
     try:
         detail = check()
@@ -50,7 +55,7 @@ def check_database() -> Probe:
             cursor.execute("SELECT 1")
         return ""
 
-    return _timed(run)
+    return timed(run)
 
 
 def check_migrations() -> Probe:
@@ -61,11 +66,11 @@ def check_migrations() -> Probe:
             raise RuntimeError(f"{len(pending)} migration(s) not applied; run `python manage.py migrate`")
         return ""
 
-    return _timed(run)
+    return timed(run)
 
 
 def check_redis() -> Probe:
-    return _timed(lambda: "" if _redis_client(settings.REDIS_URL).ping() else "no PONG")
+    return timed(lambda: "" if _redis_client(settings.REDIS_URL).ping() else "no PONG")
 
 
 def check_channel_layer() -> Probe:
@@ -78,12 +83,14 @@ def check_channel_layer() -> Probe:
         async_to_sync(layer.group_send)("health.probe", {"type": "health.probe"})
         return type(layer).__name__
 
-    return _timed(run)
+    return timed(run)
 
 
 def check_celery_workers(timeout: float = 1.0) -> Probe:
     def run() -> str:
-        from agentplatform.celery import app
+        # The project's app (agentplatform/celery.py, imported with the project package): core
+        # may not import the project, and Celery's current app is that one in every process.
+        from celery import current_app as app
 
         # limit=1: answer as soon as one worker replies instead of always waiting out the timeout.
         replies = app.control.ping(timeout=timeout, limit=1)
@@ -91,25 +98,15 @@ def check_celery_workers(timeout: float = 1.0) -> Probe:
             raise RuntimeError("no Celery worker answered; start one with `celery -A agentplatform worker`")
         return "a worker answered: " + next(iter(replies[0]))
 
-    return _timed(run)
+    return timed(run)
 
 
-def check_embedder() -> Probe:
-    def run() -> str:
-        # Which embedder memory uses, and whether this process has loaded it. Never loads a model:
-        # that takes seconds and is the worker's job (it loads at start), not a probe's.
-        from apps.memory.embedders import describe_embedder
+# Probes of higher apps' services, by name, in the order they were added (ready() order).
+_extra_probes: dict[str, Callable[[], Probe]] = {}
 
-        info = describe_embedder()
-        where = {"minilm": "local", "openai": "OpenAI-compatible endpoint", "hashing": "no model"}[info["backend"]]
-        state = "loaded in this process" if info["loaded"] else "loads on first use in this process"
-        if info["backend"] == "minilm" and info["configured"] == "auto":
-            where += ", requirements/ml.txt installed"
-        elif info["backend"] == "hashing" and info["configured"] == "auto":
-            where += ", requirements/ml.txt not installed"
-        return f"{info['model']} ({where}; {info['dimensions']}-d; {state})"
 
-    return _timed(run)
+def health_probe_register(name: str, probe: Callable[[], Probe]) -> None:
+    _extra_probes[name] = probe
 
 
 def readiness() -> dict[str, Probe]:
@@ -127,7 +124,7 @@ def service_health() -> dict[str, Probe]:
         "redis": check_redis(),
         "celery_workers": check_celery_workers(),
         "channel_layer": check_channel_layer(),
-        "embedder": check_embedder(),
+        **{name: probe() for name, probe in _extra_probes.items()},
     }
 
 

@@ -223,15 +223,15 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self._control("error", error=error, message=detail, **{k: v for k, v in fields.items() if v is not None})
 
     async def _unknown_sessions(self, session_ids: list[str]) -> list[str]:
-        from apps.conversations.models import ChatSession
+        from apps.core.chat_sessions import session_ids_owned
         from apps.core.ids import parse_uuid
 
         parsed = {value: parse_uuid(value) for value in session_ids}
         valid = [u for u in parsed.values() if u is not None]
 
         def known() -> set[str]:
-            rows = ChatSession.objects.filter(tenant_id=self.tenant_id, pk__in=valid).values_list("pk", flat=True)
-            return {str(pk) for pk in rows}
+            # Sessions are conversations' (above events): asked through the port, not imported.
+            return {str(pk) for pk in session_ids_owned(tenant_id=self.tenant_id, session_ids=valid)}
 
         found = await in_thread(known)() if valid else set()
         return [value for value, u in parsed.items() if u is None or str(u) not in found]

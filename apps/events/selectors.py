@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.events.models import Event
 
@@ -48,22 +48,3 @@ def oldest_event_id() -> int | None:
     """The oldest id still in the log (all tenants): a resume from before it may have lost events
     to trimming."""
     return Event.objects.order_by("id").values_list("id", flat=True).first()
-
-
-def active_turn_counts(*, tenant_ids: Iterable) -> dict[str, int]:
-    """Queued, running and waiting turns per tenant, for system_status; one grouped query."""
-    from apps.conversations.models import Turn
-
-    ids = list(tenant_ids)
-    counts = dict.fromkeys((str(t) for t in ids), 0)
-    if not ids:
-        return counts
-    rows = (
-        Turn.objects.filter(tenant_id__in=ids, status__in=Turn.ACTIVE)
-        .values("tenant_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for row in rows:
-        counts[str(row["tenant_id"])] = row["n"]
-    return counts

@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
-from apps.events.selectors import active_turn_counts
+from apps.core.chat_sessions import active_turn_counts
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _broker() -> redis.Redis:
 
 def queue_depth() -> int | None:
     """Tasks waiting in the default Celery queue (LLEN of its Redis lists); None if unknown."""
-    from agentplatform.celery import app
+    from celery import current_app as app  # the project's app (agentplatform/celery.py): events may not import it
 
     queue = app.conf.task_default_queue or "celery"
     try:
@@ -58,7 +58,7 @@ def worker_count() -> int | None:
     except Exception as exc:  # noqa: BLE001 - Redis down: say unknown, never fail the status
         logger.warning("system_status: worker count unavailable: %s", exc)
         return None
-    from agentplatform.celery import app
+    from celery import current_app as app
 
     try:
         count = len(app.control.ping(timeout=PING_TIMEOUT_SECONDS) or [])

@@ -9,14 +9,11 @@ class MemoryConfig(AppConfig):
     verbose_name = "Memory"
 
     def ready(self) -> None:
-        # The `remember` and `recall` tools use memory's models, so they join the built-in tools
-        # once the app registry is ready (apps/tools/builtins/memory.py says why not earlier).
-        from apps.tools.builtins.memory import MEMORY_TOOLS
-        from apps.tools.registry import builtin_registry
+        # /api/health reports the embedder; core probes only what every app shares.
+        from apps.core.health import health_probe_register
+        from apps.memory.health import check_embedder
 
-        for tool in MEMORY_TOOLS:
-            if builtin_registry.get(tool.name) is None:
-                builtin_registry.register(tool)
+        health_probe_register("embedder", check_embedder)
 
         # A Celery worker process loads the local embedding model when it starts, not in its first turn.
         from celery.signals import worker_process_init

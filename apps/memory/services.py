@@ -58,7 +58,8 @@ def _clean_keywords(keywords: Iterable[Any] | None) -> list[str]:
 
 def _build_entry(
     *,
-    tenant,
+    tenant=None,
+    tenant_id=None,
     content: str,
     kind: str,
     collection: str = "",
@@ -69,11 +70,16 @@ def _build_entry(
     importance: float = 0.5,
     metadata: dict | None = None,
     agent=None,
-    session=None,
-    turn=None,
+    agent_id=None,
+    session_id=None,
+    turn_id=None,
     expires_at: datetime | None = None,
     source_key: str = "",
 ) -> MemoryEntry:
+    """An unsaved entry, validated and redacted. Session and turn come as ids: memory never loads
+    them (they belong to conversations, above memory); whoever passes one has checked that the
+    tenant owns it (the API views through apps.core.chat_sessions, the agent loop by running the
+    turn)."""
     if kind not in MemoryKind.values:
         raise ValidationError({"kind": [f"One of {', '.join(MemoryKind.values)}."]})
     content = (content or "").strip()
@@ -83,10 +89,15 @@ def _build_entry(
         raise ValidationError({"content": [f"At most {CONTENT_MAX_CHARS} characters."]})
     if not 0.0 <= float(importance) <= 1.0:
         raise ValidationError({"importance": ["Between 0 and 1."]})
-    for owner, name in ((agent, "agent"), (session, "session")):
-        if owner is not None and owner.tenant_id != tenant.pk:
-            raise ValidationError({name: [f"No such {name}."]})
-    if kind == MemoryKind.WORKING and session is None:
+    # Objects when the caller has them (the API answers with the agent's name), ids otherwise.
+    owners = {"tenant": tenant} if tenant is not None else {"tenant_id": tenant_id}
+    if agent is not None:
+        if agent.tenant_id != (tenant.pk if tenant is not None else tenant_id):
+            raise ValidationError({"agent": ["No such agent."]})
+        owners["agent"] = agent
+    else:
+        owners["agent_id"] = agent_id
+    if kind == MemoryKind.WORKING and session_id is None:
         raise ValidationError({"session_id": ["Working memory belongs to a session."]})
     if kind == MemoryKind.WORKING and expires_at is None:
         expires_at = timezone.now() + timedelta(seconds=settings.WORKING_MEMORY_TTL)
@@ -95,10 +106,9 @@ def _build_entry(
     content = redact_text(content)
     words = [redact_text(word) for word in _clean_keywords(keywords)]
     return MemoryEntry(
-        tenant=tenant,
-        agent=agent,
-        session=session,
-        turn=turn,
+        **owners,
+        session_id=session_id,
+        turn_id=turn_id,
         kind=kind,
         collection=_check_name(collection, "collection") or DEFAULT_COLLECTIONS[kind],
         category=_check_name(category, "category"),
@@ -136,7 +146,7 @@ def memory_entry_create(*, tenant, content: str, kind: str = MemoryKind.SEMANTIC
 
 
 def memory_fact_remember(
-    *, tenant, agent, fact: str, category: str = "", session=None, turn=None
+    *, tenant, agent, fact: str, category: str = "", session_id=None, turn_id=None
 ) -> tuple[MemoryEntry, bool]:
     """A semantic fact for `agent`; the same fact in the same category is stored once.
     Returns (entry, created). The fact is redacted first, so a fact stored redacted is found again."""
@@ -160,46 +170,57 @@ def memory_fact_remember(
         topic=category or memory_text.topic(words),
         importance=0.7,
         agent=agent,
-        session=session,
-        turn=turn,
+        session_id=session_id,
+        turn_id=turn_id,
         metadata={"source": "remember"},
     )
     return entry, True
 
 
-def memory_record_turn(*, turn) -> None:
+def memory_record_exchange(
+    *,
+    tenant_id,
+    agent_id,
+    session_id,
+    turn_id,
+    user_text: str,
+    answer_text: str,
+    model: str = "",
+    tool_call_count: int = 0,
+) -> None:
     """After a completed turn: an episodic entry summarising the exchange (keywords, topic,
     importance) and working-memory items for the session.
 
-    Reads the turn afresh (the engine's copy predates its final write), does nothing unless it
-    completed with an answer, and is idempotent per turn (source keys are unique per tenant).
-    Embedding is queued for when the transaction commits. Never raises: the turn is already
-    answered, and a memory failure is logged rather than turned into a failed turn."""
-    from apps.conversations.models import Turn
-
+    Takes ids and texts, never the turn: the agent loop (apps.conversations.memory_hooks) reads
+    the turn and calls this. Idempotent per turn (source keys are unique per tenant); embedding
+    is queued for when the transaction commits. Never raises: the turn is already answered, and
+    a memory failure is logged rather than turned into a failed turn."""
     try:
-        fresh = (
-            Turn.objects.select_related("tenant", "agent", "session", "input_message", "output_message")
-            .filter(pk=turn.pk, status=Turn.Status.COMPLETED, output_message__isnull=False)
-            .first()
+        _record_exchange(
+            tenant_id=tenant_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            turn_id=turn_id,
+            user_text=user_text or "",
+            answer_text=answer_text or "",
+            model=model or "",
+            tool_call_count=tool_call_count or 0,
         )
-        if fresh is not None:
-            _record_turn(fresh)
     except Exception:
-        logger.exception("turn %s: recording its memory failed", turn.pk)
+        logger.exception("turn %s: recording its memory failed", turn_id)
 
 
-def _record_turn(turn) -> None:
-    key = f"turn:{turn.pk}"
-    if MemoryEntry.objects.filter(tenant_id=turn.tenant_id, source_key=f"{key}:episodic").exists():
+def _record_exchange(
+    *, tenant_id, agent_id, session_id, turn_id, user_text: str, answer_text: str, model: str, tool_call_count: int
+) -> None:
+    key = f"turn:{turn_id}"
+    if MemoryEntry.objects.filter(tenant_id=tenant_id, source_key=f"{key}:episodic").exists():
         return
-    user_text = turn.input_message.text
-    answer_text = turn.output_message.text
     if not user_text.strip() and not answer_text.strip():
         return
     words = memory_text.exchange_keywords(user_text, answer_text)
-    common = {"tenant": turn.tenant, "agent": turn.agent, "session": turn.session, "turn": turn}
-    meta = {"turn_id": str(turn.pk), "model": turn.model}
+    common = {"tenant_id": tenant_id, "agent_id": agent_id, "session_id": session_id, "turn_id": turn_id}
+    meta = {"turn_id": str(turn_id), "model": model}
     entries = [
         _build_entry(
             **common,
@@ -208,7 +229,7 @@ def _record_turn(turn) -> None:
             summary=memory_text.exchange_summary(user_text, answer_text),
             keywords=words,
             topic=memory_text.topic(words),
-            importance=memory_text.importance(user_text, tool_calls=turn.tool_call_count),
+            importance=memory_text.importance(user_text, tool_calls=tool_call_count),
             metadata=meta,
             source_key=f"{key}:episodic",
         )
@@ -229,17 +250,17 @@ def _record_turn(turn) -> None:
     try:
         with transaction.atomic():
             MemoryEntry.objects.bulk_create(entries)
-            _trim_working_memory(tenant=turn.tenant, session_id=turn.session_id)
+            _trim_working_memory(tenant_id=tenant_id, session_id=session_id)
             _embed_on_commit([entry.pk for entry in entries if entry.is_embeddable])
     except IntegrityError:
         # The same turn recorded at the same moment by another worker (a redelivered task).
-        logger.info("turn %s: memory already recorded", turn.pk)
+        logger.info("turn %s: memory already recorded", turn_id)
 
 
-def _trim_working_memory(*, tenant, session_id) -> None:
+def _trim_working_memory(*, tenant_id, session_id) -> None:
     keep = settings.WORKING_MEMORY_MAX_ITEMS
     stale = (
-        MemoryEntry.objects.filter(tenant=tenant, session_id=session_id, kind=MemoryKind.WORKING)
+        MemoryEntry.objects.filter(tenant_id=tenant_id, session_id=session_id, kind=MemoryKind.WORKING)
         .order_by("-created_at", "-id")
         .values_list("pk", flat=True)[keep:]
     )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-# Heads the recalled memories in a turn's system prompt (apps/conversations/turns/context.py); the offline
-# model looks for it to show what it was reminded of.
-CONTEXT_HEADER = "What you remember that may be relevant (from earlier conversations):"
+from apps.core.constants import MEMORY_CONTEXT_HEADER
+
+CONTEXT_HEADER = MEMORY_CONTEXT_HEADER  # the turn's context imports it from here
 SUMMARY_USER_CHARS = 300
 SUMMARY_ANSWER_CHARS = 200
 CONTENT_MAX_CHARS = 4000

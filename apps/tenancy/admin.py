@@ -22,7 +22,8 @@ except admin.sites.NotRegistered:
     pass
 
 
-def _actor(request) -> Actor:
+def admin_actor(request) -> Actor:
+    """The operator acting in the admin, for the audit log (other apps' admins use it too)."""
     return Actor(
         user=request.user,
         label=f"admin:{request.user.get_username()}",
@@ -46,26 +47,17 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     readonly_fields = ["id", "status", "suspended_at", "suspended_reason", "created_at", "updated_at"]
     inlines = [MembershipInline]
-    actions = ["suspend", "reactivate"]
+    # Suspending stops turns and sockets too, which belongs to conversations (above tenancy): its
+    # admin re-registers this one with the suspend action (apps/conversations/admin.py).
+    actions = ["reactivate"]
 
     @admin.display(description="Members")
     def member_count(self, obj) -> int:
         return Membership.objects.filter(tenant=obj).count()
 
-    @admin.action(description="Suspend selected tenants (keys stop working, turns and sockets are stopped)")
-    def suspend(self, request, queryset):
-        # The admin is the operators' face, not a layer: stopping turns and sockets belongs to
-        # the apps above tenancy, which this one service call reaches (see docs/security.md).
-        from apps.conversations.services import tenant_suspend_and_stop
-
-        done = sum(
-            tenant_suspend_and_stop(tenant=t, actor=_actor(request), reason="suspended in admin") for t in queryset
-        )
-        self.message_user(request, f"Suspended {done} tenant(s).", messages.SUCCESS)
-
     @admin.action(description="Reactivate selected tenants")
     def reactivate(self, request, queryset):
-        done = sum(services.tenant_reactivate(tenant=t, actor=_actor(request)) for t in queryset)
+        done = sum(services.tenant_reactivate(tenant=t, actor=admin_actor(request)) for t in queryset)
         self.message_user(request, f"Reactivated {done} tenant(s).", messages.SUCCESS)
 
 
@@ -131,7 +123,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         created, plaintext = services.api_key_create(
             tenant=form.cleaned_data["tenant"],
-            actor=_actor(request),
+            actor=admin_actor(request),
             name=form.cleaned_data["name"],
             scopes=form.cleaned_data["scopes"],
             role=form.cleaned_data["role"] or Role.ADMIN,
@@ -146,7 +138,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        done = sum(services.api_key_revoke(tenant=k.tenant, actor=_actor(request), api_key=k) for k in queryset)
+        done = sum(services.api_key_revoke(tenant=k.tenant, actor=admin_actor(request), api_key=k) for k in queryset)
         self.message_user(request, f"Revoked {done} key(s).", messages.SUCCESS)
 
     def has_delete_permission(self, request, obj=None) -> bool:
@@ -177,7 +169,7 @@ class InvitationAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected invitations")
     def revoke(self, request, queryset):
         done = sum(
-            invitation_revoke(tenant=i.tenant, actor=_actor(request), actor_role=Role.OWNER, invitation=i)
+            invitation_revoke(tenant=i.tenant, actor=admin_actor(request), actor_role=Role.OWNER, invitation=i)
             for i in queryset
         )
         self.message_user(request, f"Revoked {done} invitation(s).", messages.SUCCESS)

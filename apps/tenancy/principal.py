@@ -48,6 +48,9 @@ class Principal:
     def has_role(self, needed: str) -> bool:
         return role_at_least(self.role, needed)
 
+    def as_actor(self, *, ip: str | None = None, request_id: str = "") -> Actor:
+        return Actor.from_principal(self, ip=ip, request_id=request_id)
+
 
 @dataclass(frozen=True)
 class Actor:

@@ -163,15 +163,17 @@ def tool_for_tenant(tenant, name: str) -> Tool | None:
     return found[0] if found else None
 
 
-def run_tool_for_api(*, tool: Tool, arguments: dict[str, Any], context: ToolContext) -> ToolOutcome:
+def run_tool_for_api(
+    *, tool: Tool, arguments: dict[str, Any], context: ToolContext, decide: Callable[..., Any]
+) -> ToolOutcome:
     """Run a tool for an API caller (`POST /api/plugins/{name}/execute/{tool}`).
 
-    The one place calls that do not come from a turn go through, so the policy check belongs
-    here, before `execute_tool`. There is no turn to park, so a tool that needs approval is
-    refused here, with a pointer to running it in a turn."""
-    from apps.policy.services import policy_decide  # policy builds on this module, not the reverse
-
-    decision = policy_decide(tenant=context.tenant, agent=context.agent, tool=tool, arguments=arguments)
+    The one place calls that do not come from a turn go through, so the policy check happens
+    here, before `execute_tool`. `decide` is `apps.policy.services.policy_decide`, passed by the
+    caller: policy builds on this module, and tools sits below policy, so tools never imports it.
+    There is no turn to park, so a tool that needs approval is refused here, with a pointer to
+    running it in a turn."""
+    decision = decide(tenant=context.tenant, agent=context.agent, tool=tool, arguments=arguments)
     if decision.action == "deny":
         return ToolOutcome(ok=False, output="", error=f"Denied by policy: {decision.reason}")
     if decision.action == "require_approval":

@@ -13,9 +13,10 @@ from django.utils import timezone
 from apps.agents.models import Agent, CatalogModel, ProviderKind
 from apps.conversations import services as conversation_services
 from apps.conversations.models import ChatSession, Message, Turn
+from apps.core.chat_sessions import active_turn_counts
 from apps.events import status
 from apps.events.models import Event
-from apps.events.selectors import active_turn_counts, events_after
+from apps.events.selectors import events_after
 from apps.events.services import publish
 from apps.events.streaming import LogCursor, _read
 from apps.events.tasks import trim_event_log

@@ -36,13 +36,13 @@ def populate_memory(tenant: Tenant) -> list[str]:
         keywords=["invoices", "folder"],
         topic="invoices",
         agent=agent,
-        session=session,
-        turn=turn,
+        session_id=getattr(session, "pk", None),
+        turn_id=getattr(turn, "pk", None),
     )
     identifiers = [str(fact.pk), str(episode.pk), collection, category]
     if session is not None:
         working = services.memory_entry_create(
-            tenant=tenant, kind=MemoryKind.WORKING, content="user: where are the invoices?", session=session
+            tenant=tenant, kind=MemoryKind.WORKING, content="user: where are the invoices?", session_id=session.pk
         )
         identifiers.append(str(working.pk))
     assert MemoryEntry.objects.filter(tenant=tenant).exists()

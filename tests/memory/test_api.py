@@ -277,7 +277,7 @@ def test_working_memory_of_all_sessions_and_of_one(viewer, tenant, new_session):
     from apps.conversations.models import ChatSession
 
     session = ChatSession.objects.get(pk=new_session())
-    services.memory_entry_create(tenant=tenant, kind="working", content="user: hello", session=session)
+    services.memory_entry_create(tenant=tenant, kind="working", content="user: hello", session_id=session.pk)
 
     everything = viewer.get("/api/memory/working").json()
     one = viewer.get(f"/api/memory/working/{session.pk}").json()

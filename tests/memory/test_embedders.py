@@ -223,7 +223,7 @@ def test_the_configured_openai_backend_reads_its_settings(settings, embeddings_s
 
 
 def test_health_reports_the_configured_embedder_without_loading_it(settings):
-    from apps.core.health import check_embedder
+    from apps.memory.health import check_embedder
 
     settings.EMBEDDING_BACKEND = "openai"
     settings.EMBEDDING_MODEL = "text-embedding-3-large"

@@ -149,7 +149,7 @@ def test_filters_by_agent_kind_collection_category_and_session(tenant, remember,
     own = remember(tenant, "the wifi at home is slow", agent=agent, category="home")
     other_agent = remember(tenant, "the wifi in the lab", agent=_other_agent(tenant))
     notes = remember(tenant, "wifi notes", collection="notes")
-    working = remember(tenant, "wifi came up just now", kind="working", session=session)
+    working = remember(tenant, "wifi came up just now", kind="working", session_id=session.pk)
 
     def found(**filters) -> set:
         return {h.entry for h in selectors.memory_search(tenant=tenant, query="wifi", mode="hybrid", k=20, **filters)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -83,7 +84,7 @@ def test_working_memory_is_not_embedded(tenant, counting, new_session):
     from apps.conversations.models import ChatSession
 
     session = ChatSession.objects.get(pk=new_session())
-    working = services.memory_entry_create(tenant=tenant, content="hi", kind="working", session=session)
+    working = services.memory_entry_create(tenant=tenant, content="hi", kind="working", session_id=session.pk)
 
     assert services.memory_entries_embed(entry_ids=[working.pk]) == 0
     assert counting.calls == []
@@ -137,7 +138,7 @@ def test_defaults_each_kind_to_its_own_collection_and_keywords_to_text(tenant, n
 
     session = ChatSession.objects.get(pk=new_session())
     fact = services.memory_entry_create(tenant=tenant, content="x", keywords=["Blue  folder", "blue  folder", "tax"])
-    working = services.memory_entry_create(tenant=tenant, content="y", kind="working", session=session)
+    working = services.memory_entry_create(tenant=tenant, content="y", kind="working", session_id=session.pk)
 
     assert fact.collection == "semantic"
     assert fact.keywords == ["Blue folder", "tax"]
@@ -186,9 +187,18 @@ def test_a_turn_records_an_episode_and_working_memory_once(
         tenant, agent, session, "Remember that my dog is called Biscuit and loves the beach", "Noted: Biscuit."
     )
 
+    exchange = {
+        "tenant_id": tenant.pk,
+        "agent_id": agent.pk,
+        "session_id": session.pk,
+        "turn_id": turn.pk,
+        "user_text": "Remember that my dog is called Biscuit and loves the beach",
+        "answer_text": "Noted: Biscuit.",
+        "model": "offline/offline-small",
+    }
     with django_capture_on_commit_callbacks(execute=True):
-        services.memory_record_turn(turn=turn)
-        services.memory_record_turn(turn=turn)  # the engine or a redelivered task calls it again
+        services.memory_record_exchange(**exchange)
+        services.memory_record_exchange(**exchange)  # the engine or a redelivered task calls it again
 
     episodes = MemoryEntry.objects.filter(tenant=tenant, kind=MemoryKind.EPISODIC)
     assert episodes.count() == 1
@@ -207,16 +217,40 @@ def test_a_turn_records_an_episode_and_working_memory_once(
     assert counting.calls == [1]
 
 
-def test_a_turn_that_did_not_complete_records_nothing(tenant, agent, session):
-    turn = _completed_turn(tenant, agent, session, "hello", "", status="failed")
-    services.memory_record_turn(turn=turn)
+def _record(turn) -> None:
+    services.memory_record_exchange(
+        tenant_id=turn.tenant_id,
+        agent_id=turn.agent_id,
+        session_id=turn.session_id,
+        turn_id=turn.pk,
+        user_text=turn.input_message.text,
+        answer_text=turn.output_message.text,
+    )
+
+
+def test_an_exchange_with_no_text_records_nothing(tenant, agent, session):
+    _record(_completed_turn(tenant, agent, session, "  ", ""))
+    assert not MemoryEntry.objects.filter(tenant=tenant).exists()
+
+
+def test_recording_an_exchange_never_raises(tenant, agent, caplog):
+    # Without a session its working memory is invalid: logged, and the turn stays answered.
+    services.memory_record_exchange(
+        tenant_id=tenant.pk,
+        agent_id=agent.pk,
+        session_id=None,
+        turn_id=uuid.uuid4(),
+        user_text="hello",
+        answer_text="hi",
+    )
+    assert "recording its memory failed" in caplog.text
     assert not MemoryEntry.objects.filter(tenant=tenant).exists()
 
 
 def test_working_memory_keeps_the_latest_items_of_the_session(tenant, agent, session, settings):
     settings.WORKING_MEMORY_MAX_ITEMS = 4
     for n in range(4):
-        services.memory_record_turn(turn=_completed_turn(tenant, agent, session, f"question {n}", f"answer {n}"))
+        _record(_completed_turn(tenant, agent, session, f"question {n}", f"answer {n}"))
 
     working = MemoryEntry.objects.filter(session=session, kind=MemoryKind.WORKING).order_by("created_at")
     assert [w.content for w in working] == ["question 2", "answer 2", "question 3", "answer 3"]
@@ -224,7 +258,7 @@ def test_working_memory_keeps_the_latest_items_of_the_session(tenant, agent, ses
 
 
 def test_expired_and_orphaned_working_memory_is_purged(tenant, agent, session):
-    services.memory_record_turn(turn=_completed_turn(tenant, agent, session, "question", "answer"))
+    _record(_completed_turn(tenant, agent, session, "question", "answer"))
     expired = services.memory_entry_create(
         tenant=tenant, content="old", expires_at=timezone.now() - timedelta(seconds=1)
     )

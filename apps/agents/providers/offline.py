@@ -38,7 +38,7 @@ from apps.agents.providers.base import (
 )
 from apps.agents.providers.common import content_text, image_parts
 from apps.agents.tokens import estimate_tokens
-from apps.memory.text import CONTEXT_HEADER as MEMORY_HEADER
+from apps.core.constants import MEMORY_CONTEXT_HEADER as MEMORY_HEADER
 
 OFFLINE_KIND = "offline"
 OFFLINE_MODEL = "offline-small"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from apps.conversations.api import views, views_approvals, views_sync
+from apps.conversations.api import views, views_approvals, views_sync, views_tools
 
 router = SimpleRouter(trailing_slash=False)
 router.register("sessions", views.SessionViewSet, basename="session")
@@ -29,5 +29,7 @@ urlpatterns = [
     path("sessions/<str:session_id>/approve", views_approvals.SessionApproveView.as_view(), name="session-approve"),
     path("audit/policy/<str:turn_id>", views_approvals.PolicyAuditView.as_view(), name="audit-policy"),
     path("audit/tools/<str:turn_id>", views_approvals.ToolAuditView.as_view(), name="audit-tools"),
+    # A tools route that needs the policy (above tools): apps/conversations/api/views_tools.py says why.
+    path("plugins/<str:name>/execute/<str:tool>", views_tools.PluginExecuteView.as_view(), name="plugin-execute"),
     *router.urls,
 ]

@@ -38,10 +38,10 @@ class TenantScopedMixin:
 
     def actor(self):
         from apps.core.ratelimit import client_address
-        from apps.tenancy.principal import Actor
 
-        return Actor.from_principal(
-            self.principal, ip=client_address(self.request), request_id=getattr(self.request, "request_id", "")
+        # The principal (apps.tenancy.principal) makes its own Actor: core sits below tenancy.
+        return self.principal.as_actor(
+            ip=client_address(self.request), request_id=getattr(self.request, "request_id", "")
         )
 
     def uuid_or_404(self, value: str) -> uuid.UUID:

@@ -9,8 +9,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 
-from apps.conversations import selectors as conversation_selectors
 from apps.core.api.views import TenantAPIView
+from apps.core.chat_sessions import session_owned
 from apps.core.openapi import ERROR_RESPONSES
 from apps.events.selectors import newest_event_id
 from apps.events.streaming import event_backlog_response, event_stream_frames, sse_response
@@ -111,7 +111,7 @@ class SessionEventStreamView(_EventStreamView):
         },
     )
     def get(self, request, session_id: str):
-        session = conversation_selectors.session_get(tenant=self.tenant, session_id=self.uuid_or_404(session_id))
-        if session is None:
+        session_uuid = self.uuid_or_404(session_id)
+        if not session_owned(tenant_id=self.tenant.pk, session_id=session_uuid):
             raise Http404
-        return self.stream(request, session_id=str(session.pk), with_status=False)
+        return self.stream(request, session_id=str(session_uuid), with_status=False)

@@ -14,8 +14,9 @@ from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from apps.conversations.models import ChatSession
+from apps.agents.selectors import agent_resolve
 from apps.core.api.views import TenantAPIView
+from apps.core.chat_sessions import session_owned
 from apps.core.openapi import ERROR_RESPONSES
 from apps.memory import selectors, services
 from apps.memory.api import serializers as s
@@ -74,8 +75,6 @@ class MemoryView(TenantAPIView):
     def agent_or_400(self, name_or_id: str | None):
         if not name_or_id:
             return None
-        from apps.conversations.selectors import agent_resolve
-
         agent = agent_resolve(tenant=self.tenant, name_or_id=name_or_id)
         if agent is None:
             raise ValidationError({"agent": ["No such agent."]})
@@ -120,7 +119,7 @@ class SessionWorkingMemoryView(MemoryView):
     )
     def get(self, request, session_id: str):
         session_uuid = self.uuid_or_404(session_id)
-        if not ChatSession.objects.filter(tenant=self.tenant, pk=session_uuid).exists():
+        if not session_owned(tenant_id=self.tenant.pk, session_id=session_uuid):
             raise Http404
         limit = _query(s.LimitQuerySerializer, request)["limit"]
         items = selectors.working_memory(tenant=self.tenant, session_id=session_uuid, limit=limit)
@@ -327,11 +326,9 @@ class EntryCreateView(MemoryView):
     )
     def post(self, request):
         body = _body(s.EntryCreateSerializer, request)
-        session = None
-        if body.get("session_id"):
-            session = ChatSession.objects.filter(tenant=self.tenant, pk=body["session_id"]).first()
-            if session is None:
-                raise ValidationError({"session_id": ["No such session."]})
+        session_id = body.get("session_id")
+        if session_id and not session_owned(tenant_id=self.tenant.pk, session_id=session_id):
+            raise ValidationError({"session_id": ["No such session."]})
         entry = services.memory_entry_create(
             tenant=self.tenant,
             content=body["content"],
@@ -344,7 +341,7 @@ class EntryCreateView(MemoryView):
             importance=body["importance"],
             metadata=body.get("metadata"),
             agent=self.agent_or_400(body.get("agent")),
-            session=session,
+            session_id=session_id or None,
             expires_at=body.get("expires_at"),
         )
         return Response(s.MemoryEntrySerializer(entry).data, status=status.HTTP_201_CREATED)

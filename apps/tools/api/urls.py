@@ -12,7 +12,7 @@ urlpatterns = [
     path("plugins", views.PluginListView.as_view(), name="plugin-list"),
     path("plugins/<str:name>", views.PluginDetailView.as_view(), name="plugin-detail"),
     path("plugins/<str:name>/toggle", views.PluginToggleView.as_view(), name="plugin-toggle"),
-    path("plugins/<str:name>/execute/<str:tool>", views.PluginExecuteView.as_view(), name="plugin-execute"),
+    # plugins/<name>/execute/<tool> runs under the policy, above tools: apps/conversations/api/urls.py.
     path("runtime/mcp", views.McpRuntimeView.as_view(), name="mcp-runtime"),
     path("runtime/mcp/clients/<str:name>/discover", views.McpDiscoverView.as_view(), name="mcp-client-discover"),
     path("runtime/mcp/clients/<str:name>/disconnect", views.McpDisconnectView.as_view(), name="mcp-client-disconnect"),

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from apps.agents.selectors import agent_get_by_name
 from apps.core.api.views import TenantAPIView
 from apps.core.errors import Conflict
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
@@ -21,7 +17,6 @@ from apps.tools import definitions, selectors, services
 from apps.tools import plugins as plugin_code
 from apps.tools.api.serializers import (
     DisconnectSerializer,
-    ExecuteSerializer,
     McpClientPageSerializer,
     McpClientSerializer,
     PluginCreateSerializer,
@@ -29,10 +24,9 @@ from apps.tools.api.serializers import (
     PluginSerializer,
     PluginUpdateSerializer,
     ToggleSerializer,
-    ToolOutcomeSerializer,
 )
 from apps.tools.models import Plugin
-from apps.tools.registry import PLUGIN_SEPARATOR, ToolContext, builtin_registry, qualified_name, run_tool_for_api
+from apps.tools.registry import PLUGIN_SEPARATOR, Tool, builtin_registry, qualified_name
 
 READ_VIEWER_WRITE_ADMIN = {"GET": Role.VIEWER, "HEAD": Role.VIEWER, "OPTIONS": Role.VIEWER, "*": Role.ADMIN}
 CONFLICT_RESPONSE = OpenApiResponse(ErrorSerializer, description="Conflicts with the current state (see `message`).")
@@ -155,60 +149,37 @@ class PluginToggleView(TenantAPIView):
         return Response(PluginSerializer(selectors.plugin_entry(plugin)).data)
 
 
-class PluginExecuteView(TenantAPIView):
-    required_roles = {"*": Role.ADMIN}
-
-    @extend_schema(
-        tags=["plugins"],
-        summary="Run one of a plugin's tools (admin)",
-        description="`tool` is the short name (`echo`) or the qualified one (`<plugin>__echo`); for `builtin`, "
-        "the built-in's name. Runs through the same checks as a model's call (tenant and user from your key, "
-        "never from the arguments); a failing tool answers 200 with `ok: false` and `error`.",
-        request=ExecuteSerializer,
-        responses={200: ToolOutcomeSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
-    )
-    def post(self, request, name: str, tool: str):
-        tool_obj = self._tool(name, tool)
-        payload = ExecuteSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        agent = None
-        if payload.validated_data.get("agent"):
-            agent = agent_get_by_name(tenant=self.tenant, name=payload.validated_data["agent"])
-            if agent is None:
-                raise ValidationError({"agent": ["No agent with this name."]})
-        context = ToolContext(tenant=self.tenant, agent=agent, user=self.principal.user)
-        outcome = run_tool_for_api(tool=tool_obj, arguments=payload.validated_data["arguments"], context=context)
-        result = {key: value for key, value in asdict(outcome).items() if key != "data"}
-        return Response(ToolOutcomeSerializer({"tool": tool_obj.name, **result}).data)
-
-    def _tool(self, name: str, tool: str):
-        if name == plugin_code.BUILTIN_PLUGIN_NAME:
-            found = builtin_registry.get(tool)
-            if found is None:
-                raise Http404
-            return found
-        wanted = tool if tool.startswith(f"{name}{PLUGIN_SEPARATOR}") else qualified_name(name, tool)
-        plugin = selectors.plugin_get(tenant=self.tenant, name=name)
-        if plugin is None:
-            # Listed but never enabled: a Python plugin installed on the platform (its tools are
-            # known) or an operator's definition granted to this tenant (not discovered yet).
-            code = plugin_code.python_plugins().plugins.get(name)
-            offered = code is not None and any(t.name == wanted for t in plugin_code.python_plugin_tools(code))
-            if not offered and definitions.definition_for_tenant(tenant=self.tenant, name=name) is None:
-                raise Http404
-            raise Conflict(self._disabled_message(name))
-        found = next((t for t in plugin_code.plugin_tools(plugin) if t.name == wanted), None)
+def plugin_tool_or_404(*, tenant, name: str, tool: str) -> Tool:
+    """The tool `POST /api/plugins/{name}/execute/{tool}` runs (apps/conversations/api/views_tools.py):
+    `tool` is the short name or the qualified one; for `builtin`, the built-in's name. Another
+    tenant's plugin or an unknown tool is a 404; a listed plugin that is not enabled, a 409."""
+    if name == plugin_code.BUILTIN_PLUGIN_NAME:
+        found = builtin_registry.get(tool)
         if found is None:
             raise Http404
-        if not plugin.enabled:
-            raise Conflict(self._disabled_message(name))
-        if plugin.definition_id and not definitions.definition_granted(plugin.definition, self.tenant.pk):
-            raise Conflict(f"The operator no longer grants '{name}' to this tenant.")
         return found
+    wanted = tool if tool.startswith(f"{name}{PLUGIN_SEPARATOR}") else qualified_name(name, tool)
+    plugin = selectors.plugin_get(tenant=tenant, name=name)
+    if plugin is None:
+        # Listed but never enabled: a Python plugin installed on the platform (its tools are
+        # known) or an operator's definition granted to this tenant (not discovered yet).
+        code = plugin_code.python_plugins().plugins.get(name)
+        offered = code is not None and any(t.name == wanted for t in plugin_code.python_plugin_tools(code))
+        if not offered and definitions.definition_for_tenant(tenant=tenant, name=name) is None:
+            raise Http404
+        raise Conflict(_disabled_message(name))
+    found = next((t for t in plugin_code.plugin_tools(plugin) if t.name == wanted), None)
+    if found is None:
+        raise Http404
+    if not plugin.enabled:
+        raise Conflict(_disabled_message(name))
+    if plugin.definition_id and not definitions.definition_granted(plugin.definition, tenant.pk):
+        raise Conflict(f"The operator no longer grants '{name}' to this tenant.")
+    return found
 
-    @staticmethod
-    def _disabled_message(name: str) -> str:
-        return f"The plugin '{name}' is disabled; enable it with PUT /api/plugins/{name}/toggle {{\"enabled\": true}}."
+
+def _disabled_message(name: str) -> str:
+    return f"The plugin '{name}' is disabled; enable it with PUT /api/plugins/{name}/toggle {{\"enabled\": true}}."
 
 
 class McpRuntimeView(TenantAPIView):

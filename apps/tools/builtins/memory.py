@@ -5,7 +5,7 @@ category is stored once); `recall(query)` searches the agent's memories and the 
 (hybrid search: by meaning and by words). Tenant, agent and session come from the ToolContext the
 server fills; nothing in the arguments can reach another tenant's or agent's memory.
 
-Registered into `builtin_registry` by `apps.memory.apps.MemoryConfig.ready()`: this module needs
+Registered into `builtin_registry` by `apps.tools.apps.ToolsConfig.ready()`: this module needs
 the memory models, which the registry's own import (at the bottom of apps/tools/registry.py) may
 run before Django's app registry is ready.
 """
@@ -31,14 +31,11 @@ def category_name(raw: str | None) -> str:
     return cleaned or DEFAULT_CATEGORY
 
 
-def _session(context: ToolContext):
-    from apps.conversations.models import ChatSession
+def _session_id(context: ToolContext):
+    """The turn's session, which the server put in the context (a model cannot name another)."""
     from apps.core.ids import parse_uuid
 
-    session_id = parse_uuid(context.session_id) if context.session_id else None
-    if session_id is None:
-        return None
-    return ChatSession.objects.filter(tenant=context.tenant, pk=session_id).first()
+    return parse_uuid(context.session_id) if context.session_id else None
 
 
 def remember(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +51,7 @@ def remember(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
         raise ToolError("The fact is empty.")
     category = category_name(arguments.get("category"))
     entry, created = memory_fact_remember(
-        tenant=context.tenant, agent=context.agent, fact=fact, category=category, session=_session(context)
+        tenant=context.tenant, agent=context.agent, fact=fact, category=category, session_id=_session_id(context)
     )
     return {
         "stored": created,

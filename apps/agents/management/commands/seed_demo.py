@@ -1,3 +1,6 @@
+"""`manage.py seed_demo`: the demo tenant, its owner, a key and a default agent. Here, not in
+tenancy, because it bootstraps agents, and tenancy sits below agents (docs/architecture.md)."""
+
 from __future__ import annotations
 
 import secrets

@@ -1,3 +1,6 @@
+"""`manage.py create_tenant`: a tenant and its default agent. Here, not in tenancy, because it
+bootstraps agents, and tenancy sits below agents (docs/architecture.md, "Import map")."""
+
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model

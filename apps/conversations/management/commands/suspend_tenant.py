@@ -1,3 +1,6 @@
+"""`manage.py suspend_tenant`: here, not in tenancy, because suspending also stops the tenant's
+turns and sockets, which only conversations can do (docs/architecture.md, "Import map")."""
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
