@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import statistics
+from decimal import Decimal
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -43,9 +44,12 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _plain(value):
-    # NaN and infinities are not JSON; a figure that could not be measured is null.
+    # NaN and infinities are not JSON: a figure that could not be measured is null. Four decimals
+    # are more than any figure here is worth; Decimals (from SQL) become numbers.
+    if isinstance(value, Decimal):
+        value = float(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return round(value, 4) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

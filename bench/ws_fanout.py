@@ -294,8 +294,8 @@ def main() -> int:
             phases.append(
                 {
                     "rate": label.strip(),
-                    "events_per_s": r["published"] / r["elapsed"],
-                    "deliveries_per_s": r["delivery_rate"],
+                    "events_per_s": round(r["published"] / r["elapsed"], 1),
+                    "deliveries_per_s": round(r["delivery_rate"], 1),
                     "publish_to_receive_ms": summary(r["from_call"]),
                     "after_publish_ms": summary(r["from_return"]),
                     "publish_call_ms": summary(r["calls"]),
