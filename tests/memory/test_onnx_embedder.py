@@ -103,7 +103,7 @@ def test_rows_embedded_on_torch_are_found_by_a_query_embedded_on_onnx(onnx_minil
 # --- choosing the runtime ----------------------------------------------------------------------------
 
 
-def test_auto_is_onnx_and_describe_says_so(settings, onnx_minilm):
+def test_auto_is_onnx_and_describe_and_health_say_so(settings, onnx_minilm):
     settings.EMBEDDING_BACKEND = "minilm"
     settings.EMBEDDING_RUNTIME = "auto"
     assert embedders.describe_embedder()["runtime"] == "onnx"  # before loading: what will be tried
@@ -112,6 +112,10 @@ def test_auto_is_onnx_and_describe_says_so(settings, onnx_minilm):
     assert embedder.runtime == "onnx"
     assert embedders.describe_embedder()["runtime"] == "onnx"
     assert embedders.describe_embedder()["loaded"] is True
+
+    from apps.core.health import check_embedder
+
+    assert check_embedder().detail == ("all-MiniLM-L6-v2 (local on ONNX Runtime; 384-d; loaded in this process)")
 
 
 def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(settings, monkeypatch, caplog, torch_minilm):
