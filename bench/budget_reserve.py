@@ -29,13 +29,14 @@ DESIGN.md's budget for the whole per-turn platform overhead is p50 ≤ 15 ms: th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+
+from _common import add_json_flag, emit_json, percentile
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -44,11 +45,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
 BENCH_DB = "agentplatform_bench_budgets"
 ESTIMATE = Decimal("0.0001")
 LIVE_RESERVATIONS = 10
-
-
-def _pct(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def _bench_database_url() -> str:
@@ -174,7 +170,7 @@ def _measure(tenant, runner, candidate, iterations: int) -> dict:
         assert held is not None, "no scope applied: the bench measures nothing"
         budgets.budget_settle(turn=runner, cost_usd=ESTIMATE, provider=candidate.provider)
         times.append((time.perf_counter() - started) * 1000)
-    return {"p50": statistics.median(times), "p95": _pct(times, 95), "max": max(times)}
+    return {"p50": statistics.median(times), "p95": percentile(times, 95), "max": max(times)}
 
 
 def _queries_per_call(tenant, runner, candidate) -> int:
@@ -235,7 +231,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, nargs="+", default=[0, 5_000, 100_000], help="turns in the month")
     parser.add_argument("--iterations", type=int, default=300, help="reserve + settle pairs per measurement")
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object, last line")
+    add_json_flag(parser)
     args = parser.parse_args()
     _setup_django(_bench_database_url())
 
@@ -283,7 +279,7 @@ def main() -> int:
         )
     print(f"\nPlan of the spend query (all scopes) at {args.turns[-1]:,} turns:\n{plan}")
     if args.json:
-        print(json.dumps({"bench": "budget_reserve", "iterations": args.iterations, "results": results}))
+        emit_json("budget_reserve", {"iterations": args.iterations, "results": results})
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python bench/memory_search.py                 # 100k rows
     python bench/memory_search.py --rows 1000000  # the 1M run (about 1.6 GB of vectors in RAM)
+    python bench/memory_search.py --rows 20000 --queries 5 --json  # the smallest run; JSON last line
 
 It runs against its own database (`agentplatform_bench_memory` on the same server as
 DATABASE_URL, or the embedded one; created and migrated here), never the platform's data.
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _common import add_json_flag, emit_json, percentile
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
@@ -51,11 +53,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
 BENCH_DB = "agentplatform_bench_memory"
 EMBEDDING_MODEL = "bench-vectors"
 K = 10
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 # --- database ------------------------------------------------------------------------------------
@@ -352,7 +349,7 @@ def measure_unfiltered(url: str, data: Dataset, position: dict, queries: np.ndar
             times.append((time.perf_counter() - started) * 1000)
             truth = exact_top(data, all_rows, query, K)
             recalls.append(len({position[r[0]] for r in found} & truth) / K)
-    return {"recall": statistics.mean(recalls), "p50": _percentile(times, 50), "p95": _percentile(times, 95)}
+    return {"recall": statistics.mean(recalls), "p50": percentile(times, 50), "p95": percentile(times, 95)}
 
 
 def measure_filtered(data: Dataset, position: dict, tenant: int, tenant_pk, queries: np.ndarray) -> dict:
@@ -396,8 +393,8 @@ def _summary(rows, recalls, times, strategies) -> dict:
         "rows": len(rows),
         "recall": statistics.mean(recalls),
         "min_recall": min(recalls),
-        "p50": _percentile(times, 50),
-        "p95": _percentile(times, 95),
+        "p50": percentile(times, 50),
+        "p95": percentile(times, 95),
         "strategy": ", ".join(f"{name} {count}" for name, count in sorted(strategies.items())),
     }
 
@@ -411,7 +408,7 @@ def measure_keyword(tenant_pk, count: int) -> dict:
         started = time.perf_counter()
         keyword_search(filters, f"{VOCABULARY[_ZIPF[n * 13]]} {VOCABULARY[_ZIPF[n * 17 + 5]]}", k=K)
         times.append((time.perf_counter() - started) * 1000)
-    return {"p50": _percentile(times, 50), "p95": _percentile(times, 95)}
+    return {"p50": percentile(times, 50), "p95": percentile(times, 95)}
 
 
 def main() -> None:
@@ -422,6 +419,7 @@ def main() -> None:
     parser.add_argument("--ef-search", default="", help="comma-separated values to compare (default: the setting)")
     parser.add_argument("--online", type=int, default=5000, help="rows inserted after the indexes exist")
     parser.add_argument("--seed", type=int, default=7)
+    add_json_flag(parser)
     args = parser.parse_args()
 
     url = _bench_database_url()
@@ -469,6 +467,7 @@ def main() -> None:
         return make_queries(data, tenant, args.queries, rng, args.distribution)
 
     ef_values = [int(v) for v in args.ef_search.split(",") if v] or [settings.MEMORY_HNSW_EF_SEARCH]
+    searches = []
     for ef_search in ef_values:
         settings.MEMORY_HNSW_EF_SEARCH = ef_search
         print(f"\n  hnsw.ef_search = {ef_search}  (recall@{K} vs exact; latency ms, warm)")
@@ -477,8 +476,9 @@ def main() -> None:
             f"  {'unfiltered (raw SQL)':<28} {'':>9} recall {unfiltered['recall']:.3f}"
             f"  p50 {unfiltered['p50']:6.2f}  p95 {unfiltered['p95']:6.2f}"
         )
+        per_tenant = {}
         for label, tenant in classes:
-            result = measure_filtered(data, position, tenant, tenant_pks[tenant], ask(tenant))
+            result = per_tenant[label] = measure_filtered(data, position, tenant, tenant_pks[tenant], ask(tenant))
             print(
                 f"  {'tenant ' + label:<28} {result['rows']:>9,} recall {result['recall']:.3f}"
                 f" (min {result['min_recall']:.1f})  p50 {result['p50']:6.2f}  p95 {result['p95']:6.2f}"
@@ -489,10 +489,24 @@ def main() -> None:
             f"  {'largest, unrelated queries':<28} {far['rows']:>9,} recall {far['recall']:.3f}"
             f" (min {far['min_recall']:.1f})  p50 {far['p50']:6.2f}  p95 {far['p95']:6.2f}  [{far['strategy']}]"
         )
+        searches.append({"ef_search": ef_search, "unfiltered": unfiltered, "tenants": per_tenant, "far": far})
     keyword = measure_keyword(tenant_pks[0], min(args.queries, 100))
     print(f"\n  keyword search, largest tenant: p50 {keyword['p50']:.2f} ms  p95 {keyword['p95']:.2f} ms")
     budget = 5.0 if args.rows <= 100_000 else 15.0
     print(f"  budget: recall@{K} >= 0.95 for every tenant size, p95 <= {budget:g} ms")
+    if args.json:
+        emit_json(
+            "memory_search",
+            {
+                "rows": args.rows,
+                "distribution": args.distribution,
+                "queries": args.queries,
+                "load": figures,
+                "searches": searches,
+                "keyword_ms": keyword,
+                "budget_p95_ms": budget,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ import time
 import uuid
 from pathlib import Path
 
+from _common import add_json_flag, emit_json, summary
+from _common import percentile as _pct
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentplatform.settings")
@@ -39,13 +42,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 # --- setup (main process) ---------------------------------------------------------------------
@@ -189,6 +185,7 @@ def main() -> int:
     parser.add_argument("--run", default="", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--tenant-ids", default="", help=argparse.SUPPRESS)
+    add_json_flag(parser)
     args = parser.parse_args()
 
     if args.publisher:
@@ -290,9 +287,21 @@ def main() -> int:
         print(
             f"{'':>5} {'':>8} {'':>8} | {'p50':>7}{'p95':>8}{'p99':>8} | {'p50':>8}{'p95':>8} | {'p50':>6}{'p95':>6} |"
         )
+        phases = []
         for label in args.rates.split(","):
             rate = None if label.strip() == "max" else float(label)
             r = phase(rate, args.seconds)
+            phases.append(
+                {
+                    "rate": label.strip(),
+                    "events_per_s": round(r["published"] / r["elapsed"], 1),
+                    "deliveries_per_s": round(r["delivery_rate"], 1),
+                    "publish_to_receive_ms": summary(r["from_call"]),
+                    "after_publish_ms": summary(r["from_return"]),
+                    "publish_call_ms": summary(r["calls"]),
+                    "lost": r["expected"] - r["received"],
+                }
+            )
             a, b, c = r["from_call"], r["from_return"], r["calls"]
             print(
                 f"{label.strip():>5} {r['published'] / r['elapsed']:>8.0f} {r['delivery_rate']:>8.0f} | "
@@ -307,6 +316,20 @@ def main() -> int:
             overflows += final["overflows"]
         print(f"events seen by a socket of another tenant: {leaks}")
         print(f"sockets closed for overflow (too slow to read): {overflows}")
+        if args.json:
+            emit_json(
+                "ws_fanout",
+                {
+                    "sockets": args.sockets,
+                    "tenants": args.tenants,
+                    "client_procs": args.client_procs,
+                    "layer": args.layer,
+                    "seconds": args.seconds,
+                    "phases": phases,
+                    "other_tenant_events": leaks,
+                    "overflow_closes": overflows,
+                },
+            )
     finally:
         for process, _ in clients:
             process.join(5)

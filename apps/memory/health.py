@@ -13,6 +13,8 @@ def check_embedder() -> Probe:
 
         info = describe_embedder()
         where = {"minilm": "local", "openai": "OpenAI-compatible endpoint", "hashing": "no model"}[info["backend"]]
+        if info.get("runtime"):
+            where += f" on {'ONNX Runtime' if info['runtime'] == 'onnx' else 'torch'}"
         state = "loaded in this process" if info["loaded"] else "loads on first use in this process"
         if info["backend"] == "minilm" and info["configured"] == "auto":
             where += ", requirements/ml.txt installed"

@@ -81,6 +81,7 @@ def test_describe_reports_without_loading_anything(settings):
         "model": "text-embedding-3-small",
         "dimensions": 384,
         "loaded": False,
+        "runtime": None,  # only the local model has a runtime
     }
 
 

@@ -161,6 +161,12 @@ class EmbedderSerializer(serializers.Serializer):
     model = serializers.CharField()
     dimensions = serializers.IntegerField()
     loaded = serializers.BooleanField(help_text="Whether this web process has loaded the model.")
+    runtime = serializers.ChoiceField(
+        choices=["onnx", "torch"],
+        allow_null=True,
+        help_text="The local model's runtime (EMBEDDING_RUNTIME): the one loaded, else the one tried first; "
+        "null for other backends.",
+    )
 
 
 class StatsResponseSerializer(serializers.Serializer):
