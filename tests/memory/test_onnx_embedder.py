@@ -113,7 +113,7 @@ def test_auto_is_onnx_and_describe_and_health_say_so(settings, onnx_minilm):
     assert embedders.describe_embedder()["runtime"] == "onnx"
     assert embedders.describe_embedder()["loaded"] is True
 
-    from apps.core.health import check_embedder
+    from apps.memory.health import check_embedder
 
     assert check_embedder().detail == ("all-MiniLM-L6-v2 (local on ONNX Runtime; 384-d; loaded in this process)")
 
