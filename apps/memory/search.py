@@ -68,6 +68,10 @@ class MemoryFilter:
     collection: str = ""
     category: str = ""
     exclude_ids: tuple[uuid.UUID, ...] = ()
+    # Leave out this session's latest `recent_count` episodic entries, found by the search's own
+    # statement (a subquery) rather than by a query of their own before it.
+    exclude_recent_of_session: uuid.UUID | None = None
+    recent_count: int = 0
 
     def sql(self, *, now: datetime) -> tuple[str, list]:
         clauses = ["tenant_id = %s", "(expires_at IS NULL OR expires_at > %s)"]
@@ -90,6 +94,12 @@ class MemoryFilter:
         if self.exclude_ids:
             clauses.append("NOT (id = ANY(%s))")
             params.append(list(self.exclude_ids))
+        if self.exclude_recent_of_session is not None and self.recent_count > 0:
+            clauses.append(
+                f"NOT (id = ANY(ARRAY(SELECT id FROM {TABLE} WHERE tenant_id = %s AND session_id = %s "  # noqa: S608
+                "AND kind = 'episodic' ORDER BY created_at DESC LIMIT %s)))"
+            )
+            params += [self.tenant_id, self.exclude_recent_of_session, self.recent_count]
         return " AND ".join(clauses), params
 
 

@@ -155,18 +155,12 @@ def memory_for_context(
     if token_budget <= 0 or not (query_text or "").strip():
         return []
     try:
-        recent = ()
-        if session is not None:
-            recent = tuple(
-                MemoryEntry.objects.filter(tenant=tenant, session=session, kind=MemoryKind.EPISODIC)
-                .order_by("-created_at")
-                .values_list("pk", flat=True)[:RECENT_EXCHANGES_IN_HISTORY]
-            )
         filters = MemoryFilter(
             tenant_id=tenant.pk,
             agent_id=getattr(agent, "pk", None),
             kinds=(MemoryKind.EPISODIC, MemoryKind.SEMANTIC),
-            exclude_ids=recent,
+            exclude_recent_of_session=getattr(session, "pk", session),
+            recent_count=RECENT_EXCHANGES_IN_HISTORY,
         )
         k = max(settings.MEMORY_CONTEXT_MAX_ITEMS * 2, 10)
         hits = memory_search_engine.search(filters, query_text[:2000], mode="hybrid", k=k, timings=timings)

@@ -92,7 +92,7 @@ def build_context(*, turn: Turn, agent) -> TurnContext:
     retrieved = memory_for_context(
         tenant=turn.tenant,
         agent=agent,
-        session=turn.session,
+        session=turn.session_id,
         query_text=turn.input_message.text,
         token_budget=settings.MEMORY_CONTEXT_TOKENS,
         timings=recall_timings,
