@@ -352,10 +352,13 @@ def search(
     embedder: Embedder | None = None,
     with_entries: bool = True,
     timings: dict | None = None,
+    query_vector: list[float] | None = None,
 ) -> list[SearchHit]:
     """The k best entries for `query` under `filters`, in `mode`. Entries are loaded (without
     their vectors) when `with_entries`. `timings`, when given, gets `embed_ms`: the time spent
-    embedding the query (a model call; 0 when cached or not needed)."""
+    embedding the query (a model call; 0 when cached or not needed). `query_vector`: the query
+    already embedded by `embed_query` with `embedder` (a caller that embedded it while doing
+    something else, the turn's claim say), so it is not embedded again."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     k = max(1, min(int(k), K_MAX))
@@ -370,7 +373,7 @@ def search(
     if mode in ("vector", "hybrid") and count_bound(filters, limit=settings.MEMORY_EXACT_SCAN_MAX_ROWS):
         embedder = embedder or get_embedder()
         started = time.perf_counter()
-        vector = embed_query(query, embedder=embedder)
+        vector = query_vector if query_vector is not None else embed_query(query, embedder=embedder)
         if timings is not None:
             timings["embed_ms"] = (time.perf_counter() - started) * 1000
         vector_hits, _ = vector_search(filters, vector, k=depth, embedding_model=embedder.name)

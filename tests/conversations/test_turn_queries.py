@@ -148,3 +148,18 @@ def test_the_post_does_not_run_a_budget_query_when_no_budget_is_set(tenant, make
     with CaptureQueriesContext(connection) as captured:
         client.post(f"/api/sessions/{session.pk}/messages", {"text": "hello"}, format="json")
     assert not [q for q in captured if "ledger" in q["sql"].lower()]
+
+
+def test_a_query_vector_embedded_ahead_is_the_one_recall_searches_with(tenant, session, remembered):
+    from apps.memory.selectors import context_query_vector
+
+    turn = _queue_turn(tenant, session, text="What bread does the user like?")
+    turn = Turn.objects.select_related("tenant", "session", "agent", "input_message").get(pk=turn.pk)
+    plain = build_context(turn=turn, agent=turn.agent)
+    assert plain.snapshot["retrieved"][0]["similarity"] < 0.99
+    # Handed a vector of an entry's own words, recall finds that entry as an exact match: the
+    # vector given is searched with, and the input text is not embedded again.
+    ahead = build_context(turn=turn, agent=turn.agent, query_vector=context_query_vector("The user likes sourdough 1."))
+    top = ahead.snapshot["retrieved"][0]
+    assert top["content"] == "The user likes sourdough 1."
+    assert top["similarity"] > 0.999
