@@ -12,6 +12,12 @@ Failed authentications are counted per client address as well (AUTH_FAILURE_RATE
 without that, every random token would start a fresh window of its own and cost a database
 lookup. Past the limit, a bearer token is answered 429 before it is looked up.
 
+One round trip per request: the middleware runs every script a request needs (spend and read
+the API budget, the chat budget, peek at the address's failure budget) in one Redis pipeline
+once the URL is resolved, and authentication reads the failure verdict from the request instead
+of asking Redis again. That was five sequential EVALSHAs per chat POST. A consequence: on a chat
+route, a request refused by the API budget has still spent one from its chat budget.
+
 The client address comes from `client_address_from_meta`, for HTTP and WebSocket alike:
 python-ipware reads X-Forwarded-For only when TRUSTED_PROXY_COUNT proxies sit in front of us,
 and then takes the hop our own outermost proxy wrote, never the client-written leftmost one.
@@ -31,9 +37,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import JsonResponse
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
+from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from python_ipware import IpWare
+from redis.exceptions import NoScriptError
 
 from apps.core.errors import error_body, is_api_path
 
@@ -137,10 +144,91 @@ def rate_limit_hit(*, policy: str, spec: str, identity: str) -> RateLimitResult 
     )
 
 
-def auth_failures_exceeded(*, address: str) -> RateLimitResult | None:
-    """The failure budget of `address` when it is spent (without spending), else None."""
+@dataclass(frozen=True)
+class Check:
+    """One budget a request meets: spend one from it (`spend`) or only look at it."""
+
+    policy: str
+    spec: str
+    identity: str
+    spend: bool = True
+
+
+def rate_limit_checks(checks: list[Check]) -> list[RateLimitResult] | None:
+    """Every check in one Redis round trip (a pipeline of the `limits` library's own Lua scripts,
+    on its own keys, so `rate_limit_hit` and these see one window). For a spending check,
+    `allowed` says whether it was spent; for a peek, whether one more would fit. None when Redis
+    cannot be reached (fail open, as `rate_limit_hit`)."""
+    limiter = _limiter(settings.REDIS_URL)
+    storage = limiter.storage
+    if not isinstance(storage, RedisStorage):  # another backend: one call per check
+        results = [rate_limit_hit(policy=c.policy, spec=c.spec, identity=c.identity) for c in checks]
+        return None if any(r is None for r in results) else results
+    try:
+        return _pipelined(storage, checks)
+    except Exception as exc:  # noqa: BLE001 - any storage failure means "no verdict", not a 500
+        logger.warning("rate limiter unavailable, letting the request through: %s", exc)
+        return None
+
+
+def _pipelined(storage: RedisStorage, checks: list[Check]) -> list[RateLimitResult]:
+    now = time.time()
+    acquire, window = storage.lua_acquire_moving_window, storage.lua_moving_window
+    calls: list[tuple] = []  # (script, keys, args) in pipeline order
+    for check in checks:
+        item = _parse(check.spec)
+        key = storage.prefixed_key(item.key_for(check.policy, check.identity))
+        expiry = item.get_expiry()
+        if check.spend:
+            calls.append((acquire, [key], [now, item.amount, expiry, 1]))
+        calls.append((window, [key], [now - expiry, item.amount]))
+    pipe = storage.get_connection().pipeline(transaction=False)
+    for script, keys, args in calls:
+        # evalsha, not the Script object: a pipeline with scripts first asks SCRIPT EXISTS,
+        # a second round trip on every request. A missing script (a restarted Redis) is loaded
+        # and run on its own below.
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies = pipe.execute(raise_on_error=False)
+    replies = [
+        script(keys, args) if isinstance(reply, NoScriptError) else reply
+        for reply, (script, keys, args) in zip(replies, calls, strict=True)
+    ]
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    results, position = [], 0
+    for check in checks:
+        item = _parse(check.spec)
+        expiry = item.get_expiry()
+        spent = None
+        if check.spend:
+            spent, position = bool(replies[position]), position + 1
+        found, position = replies[position], position + 1
+        start, count = (float(found[0]), int(found[1])) if found else (now, 0)
+        remaining = item.amount - count
+        results.append(
+            RateLimitResult(
+                policy=check.policy,
+                allowed=spent if check.spend else remaining >= 1,
+                limit=item.amount,
+                remaining=max(0, remaining),
+                reset_at=start + expiry,
+                window_seconds=expiry,
+            )
+        )
+    return results
+
+
+def auth_failures_exceeded(*, address: str, request=None) -> RateLimitResult | None:
+    """The failure budget of `address` when it is spent (without spending), else None.
+
+    `request`: the verdict the rate-limit middleware already read for this request and address,
+    if any, saves a round trip."""
     if not settings.RATE_LIMIT_ENABLED:
         return None
+    known = getattr(request, "auth_failure_verdict", None) if request is not None else None
+    if known is not None and known[0] == address:
+        return known[1]
     item = _parse(settings.AUTH_FAILURE_RATE_LIMIT)
     limiter = _limiter(settings.REDIS_URL)
     try:
@@ -187,30 +275,55 @@ def too_many_requests(result: RateLimitResult) -> JsonResponse:
 
 
 class RateLimitMiddleware:
+    """Spends from the request's budgets once its view is known (`process_view`), in one round
+    trip; a request that reaches no view (no route matched) spends from the API budget after."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         if not settings.RATE_LIMIT_ENABLED or request.method == "OPTIONS" or not is_api_path(request.path):
             return self.get_response(request)
-        result = rate_limit_hit(policy="api", spec=settings.API_RATE_LIMIT, identity=rate_limit_identity(request))
-        if result is not None and not result.allowed:
-            return too_many_requests(result)
-        request.rate_limit_result = result
+        request.rate_limit_pending = True
         response = self.get_response(request)
+        if request.rate_limit_pending:  # no view ran: a 404 for an unknown route, say
+            request.rate_limit_pending = False
+            result = rate_limit_hit(policy="api", spec=settings.API_RATE_LIMIT, identity=rate_limit_identity(request))
+            if result is not None and not result.allowed:
+                return too_many_requests(result)
+            request.rate_limit_result = result
         shown = getattr(request, "rate_limit_result", None)
         if shown is not None and response.status_code != 429:
             apply_headers(response, shown)
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
+        if not getattr(request, "rate_limit_pending", False):
+            return None
+        request.rate_limit_pending = False
+        identity = rate_limit_identity(request)
+        checks = [Check("api", settings.API_RATE_LIMIT, identity)]
         view_class = getattr(view_func, "cls", None) or getattr(view_func, "view_class", None)
-        if getattr(view_class, "rate_limit_scope", None) != "chat" or not settings.RATE_LIMIT_ENABLED:
+        # Reading a chat is not chatting.
+        chat = getattr(view_class, "rate_limit_scope", None) == "chat" and request.method not in ("GET", "HEAD")
+        if chat:
+            checks.append(Check("chat", settings.CHAT_RATE_LIMIT, identity))
+        auth = request.META.get("HTTP_AUTHORIZATION", "")
+        address = client_address(request) if auth[:7].lower() == "bearer " else None
+        if address is not None:  # authentication will ask whether this address may still try
+            checks.append(Check("auth-failure", settings.AUTH_FAILURE_RATE_LIMIT, address, spend=False))
+        results = rate_limit_checks(checks)
+        if results is None:
+            request.rate_limit_result = None
+            if address is not None:
+                request.auth_failure_verdict = (address, None)  # fail open, as the checks did
             return None
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            return None  # reading a chat is not chatting
-        result = rate_limit_hit(policy="chat", spec=settings.CHAT_RATE_LIMIT, identity=rate_limit_identity(request))
-        if result is None:
-            return None
-        request.rate_limit_result = result  # the tighter, more specific budget is the one shown
-        return None if result.allowed else too_many_requests(result)
+        if address is not None:
+            failures = results.pop()
+            request.auth_failure_verdict = (address, None if failures.allowed else failures)
+        api = results[0]
+        if not api.allowed:
+            return too_many_requests(api)
+        # The tighter, more specific budget is the one shown.
+        request.rate_limit_result = results[-1]
+        return None if results[-1].allowed else too_many_requests(results[-1])

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.db import non_durable_commit
 from apps.events.models import Event
 from apps.events.push import pusher
 
@@ -38,14 +39,20 @@ def publish(tenant, type: str, data: dict[str, Any] | None = None, *, session=No
     The log row is the truth (replay reads it); the push is best effort and happens after the
     surrounding transaction commits, so a client never sees an event it could not replay.
     `session` and `turn` may be objects or ids.
+
+    Outside a transaction (token batches, most notices) the event commits without waiting for
+    the disk (apps/core/db.non_durable_commit: 4 ms less per event here); a database crash may
+    lose the last of those, which a client replaying the log lives without: the turn's final
+    state and answer are written durably, in the engine's own transactions.
     """
     session_id = getattr(session, "pk", session)
     turn_id = getattr(turn, "pk", turn)
-    event = Event.objects.create(
-        tenant_id=getattr(tenant, "pk", tenant), session_id=session_id, turn_id=turn_id, type=type, data=data or {}
-    )
-    message = envelope(event)
-    transaction.on_commit(lambda: _push(message))
+    with non_durable_commit():
+        event = Event.objects.create(
+            tenant_id=getattr(tenant, "pk", tenant), session_id=session_id, turn_id=turn_id, type=type, data=data or {}
+        )
+        message = envelope(event)
+        transaction.on_commit(lambda: _push(message))
     return message
 
 

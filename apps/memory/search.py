@@ -68,6 +68,10 @@ class MemoryFilter:
     collection: str = ""
     category: str = ""
     exclude_ids: tuple[uuid.UUID, ...] = ()
+    # Leave out this session's latest `recent_count` episodic entries, found by the search's own
+    # statement (a subquery) rather than by a query of their own before it.
+    exclude_recent_of_session: uuid.UUID | None = None
+    recent_count: int = 0
 
     def sql(self, *, now: datetime) -> tuple[str, list]:
         clauses = ["tenant_id = %s", "(expires_at IS NULL OR expires_at > %s)"]
@@ -90,6 +94,12 @@ class MemoryFilter:
         if self.exclude_ids:
             clauses.append("NOT (id = ANY(%s))")
             params.append(list(self.exclude_ids))
+        if self.exclude_recent_of_session is not None and self.recent_count > 0:
+            clauses.append(
+                f"NOT (id = ANY(ARRAY(SELECT id FROM {TABLE} WHERE tenant_id = %s AND session_id = %s "  # noqa: S608
+                "AND kind = 'episodic' ORDER BY created_at DESC LIMIT %s)))"
+            )
+            params += [self.tenant_id, self.exclude_recent_of_session, self.recent_count]
         return " AND ".join(clauses), params
 
 
@@ -342,10 +352,13 @@ def search(
     embedder: Embedder | None = None,
     with_entries: bool = True,
     timings: dict | None = None,
+    query_vector: list[float] | None = None,
 ) -> list[SearchHit]:
     """The k best entries for `query` under `filters`, in `mode`. Entries are loaded (without
     their vectors) when `with_entries`. `timings`, when given, gets `embed_ms`: the time spent
-    embedding the query (a model call; 0 when cached or not needed)."""
+    embedding the query (a model call; 0 when cached or not needed). `query_vector`: the query
+    already embedded by `embed_query` with `embedder` (a caller that embedded it while doing
+    something else, the turn's claim say), so it is not embedded again."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     k = max(1, min(int(k), K_MAX))
@@ -360,7 +373,7 @@ def search(
     if mode in ("vector", "hybrid") and count_bound(filters, limit=settings.MEMORY_EXACT_SCAN_MAX_ROWS):
         embedder = embedder or get_embedder()
         started = time.perf_counter()
-        vector = embed_query(query, embedder=embedder)
+        vector = query_vector if query_vector is not None else embed_query(query, embedder=embedder)
         if timings is not None:
             timings["embed_ms"] = (time.perf_counter() - started) * 1000
         vector_hits, _ = vector_search(filters, vector, k=depth, embedding_model=embedder.name)

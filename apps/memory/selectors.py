@@ -138,7 +138,14 @@ def memory_search(
 
 
 def memory_for_context(
-    *, tenant, agent, session, query_text: str, token_budget: int, timings: dict | None = None
+    *,
+    tenant,
+    agent,
+    session,
+    query_text: str,
+    token_budget: int,
+    timings: dict | None = None,
+    query_vector: list[float] | None = None,
 ) -> list[dict]:
     """What a turn's context recalls: the most relevant episodic and semantic memories of the agent
     and of the tenant (tenant-wide entries), within `token_budget` estimated tokens.
@@ -149,27 +156,25 @@ def memory_for_context(
     Working memory is left out, and so are the session's own latest exchanges: the history window
     already shows them (RECENT_EXCHANGES_IN_HISTORY: conversations keeps 20 messages).
     Never raises: a memory failure must not fail the turn; it is logged and nothing is recalled.
+    `query_vector`: `context_query_vector(query_text)` computed ahead (concurrently with other
+    work), else the query is embedded here.
     """
     from django.conf import settings
 
     if token_budget <= 0 or not (query_text or "").strip():
         return []
     try:
-        recent = ()
-        if session is not None:
-            recent = tuple(
-                MemoryEntry.objects.filter(tenant=tenant, session=session, kind=MemoryKind.EPISODIC)
-                .order_by("-created_at")
-                .values_list("pk", flat=True)[:RECENT_EXCHANGES_IN_HISTORY]
-            )
         filters = MemoryFilter(
             tenant_id=tenant.pk,
             agent_id=getattr(agent, "pk", None),
             kinds=(MemoryKind.EPISODIC, MemoryKind.SEMANTIC),
-            exclude_ids=recent,
+            exclude_recent_of_session=getattr(session, "pk", session),
+            recent_count=RECENT_EXCHANGES_IN_HISTORY,
         )
         k = max(settings.MEMORY_CONTEXT_MAX_ITEMS * 2, 10)
-        hits = memory_search_engine.search(filters, query_text[:2000], mode="hybrid", k=k, timings=timings)
+        hits = memory_search_engine.search(
+            filters, query_text[:2000], mode="hybrid", k=k, timings=timings, query_vector=query_vector
+        )
     except Exception:
         logger.exception("memory recall failed for tenant %s; the turn goes on without it", tenant.pk)
         return []
@@ -188,6 +193,21 @@ def memory_for_context(
         budget -= cost
         recalled.append(item)
     return recalled
+
+
+def context_query_vector(query_text: str) -> list[float] | None:
+    """The vector `memory_for_context` would embed for `query_text`, for a caller that wants it
+    computed ahead, in a thread while it does its database work (the embedding runtimes release
+    the GIL). None when there is nothing to embed or the embedding fails (recall then embeds
+    again, or recalls nothing, as it would have)."""
+    text = (query_text or "").strip()[:2000]
+    if not text:
+        return None
+    try:
+        return memory_search_engine.embed_query(text)
+    except Exception:
+        logger.exception("embedding the recall query ahead failed; recall will try again")
+        return None
 
 
 def context_item(hit: SearchHit) -> dict:

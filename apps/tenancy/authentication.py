@@ -41,7 +41,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None  # another scheme; the session may still authenticate
         token = token.strip()
         address = client_address(request)
-        blocked = auth_failures_exceeded(address=address)
+        blocked = auth_failures_exceeded(address=address, request=request)
         if blocked is not None:
             raise exceptions.Throttled(
                 wait=max(1, blocked.reset_in), detail="Too many failed authentications from this address."

@@ -100,17 +100,20 @@ def _memory_section(retrieved: list[dict]) -> str:
     return MEMORY_HEADER + "\n" + "\n".join(lines)
 
 
-def build_context(*, turn: Turn, agent) -> TurnContext:
+def build_context(*, turn: Turn, agent, query_vector: list[float] | None = None) -> TurnContext:
+    """`query_vector`: the recall query embedded ahead (memory.selectors.context_query_vector of
+    the input text), e.g. in a thread while the turn was being claimed."""
     rules_text, rules_used = rules_prompt_for(turn.tenant)
     skills_text, skills_used = skills_prompt_for(agent)
     recall_started, recall_timings = time.perf_counter(), {}
     retrieved = memory_for_context(
         tenant=turn.tenant,
         agent=agent,
-        session=turn.session,
+        session=turn.session_id,
         query_text=turn.input_message.text,
         token_budget=settings.MEMORY_CONTEXT_TOKENS,
         timings=recall_timings,
+        query_vector=query_vector,
     )
     recall_ms = (time.perf_counter() - recall_started) * 1000
     memory_text = _memory_section(retrieved)
