@@ -64,7 +64,7 @@ def _new_producer():
 
 
 def _pool_key() -> tuple:
-    from agentplatform.celery import app
+    from celery import current_app as app
 
     # A forked child or a changed broker URL starts with producers of its own.
     return (os.getpid(), app.conf.broker_url)

@@ -83,7 +83,7 @@ def turn_start(
     its partial answer from the history)."""
     if multitask not in MULTITASK_STRATEGIES:
         raise ValueError(f"multitask must be one of {', '.join(MULTITASK_STRATEGIES)}")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # part of the caller's transaction, no savepoint of its own
         if multitask != ENQUEUE:
             # Two posts racing on one session: the second sees the first's turn.
             ChatSession.objects.select_for_update().filter(pk=session.pk).values_list("pk", flat=True).first()
