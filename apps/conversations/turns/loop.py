@@ -13,7 +13,7 @@ import logging
 import time
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.agents import routing
@@ -29,6 +29,7 @@ from apps.conversations.turns.model_call import BudgetRefused, ModelCall, TurnCa
 from apps.conversations.turns.parking import StepRecord, TurnProgress
 from apps.conversations.turns.state import LostOwnership
 from apps.conversations.turns.tool_step import ToolStep, TurnParked, shown_call
+from apps.core.db import non_durable_commit
 from apps.events import types as ev
 from apps.events.services import publish
 from apps.policy.services import approval_request, tool_call_ids
@@ -124,7 +125,9 @@ class TurnRunner:
                 raise BudgetRefused(str(exc), scope=budgets.SCOPE_AGENT_TURN) from exc
             raise TurnFailure(str(exc)) from exc
         chosen = selection.as_json()
-        with transaction.atomic():  # the decision and its record commit together
+        # The decision and its record commit together, without waiting for the disk: a crash that
+        # loses them loses a turn that recovery runs again, deciding again.
+        with non_durable_commit():
             Turn.objects.filter(pk=self.turn.pk).update(context_snapshot=context.snapshot, model_selection=chosen)
             self.emit(ev.DECISION, chosen)
         return selection
@@ -263,7 +266,11 @@ class TurnRunner:
         if written is not None:
             from apps.conversations.memory_hooks import memory_record_turn
 
-            memory_record_turn(turn=self.turn)  # episodic and working memory; embedded later
+            # Episodic and working memory, embedded later: derived from the durable answer, so its
+            # commit need not wait for the disk (a crash loses an episode, never the answer).
+            # memory_record_turn logs its own failures; a commit that fails after one is not news.
+            with contextlib.suppress(DatabaseError), non_durable_commit():
+                memory_record_turn(turn=self.turn)
 
     def _finish_cancelled(self) -> None:
         partial = redact_text("".join(self.progress.answer_so_far) + self.models.stream.text)

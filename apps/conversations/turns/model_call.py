@@ -58,7 +58,7 @@ class TokenStream:
         self.runner = runner
         self.batch_seconds = settings.TOKEN_BATCH_MS / 1000
         self.redactor = StreamRedactor()
-        self.last_flush = time.monotonic()
+        self.last_flush = 0.0  # the first text goes out at once: time to first token is what users feel
 
     def on_text(self, delta: str) -> None:
         if not delta:
