@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from apps.agents.providers.base import ChatMessage, ToolSpec
@@ -76,8 +77,19 @@ def _history(turn: Turn) -> list[Message]:
     earlier_answers = Turn.objects.filter(
         session_id=turn.session_id, created_at__lt=turn.created_at, output_message__isnull=False
     ).values("output_message_id")
+    # Only the session's latest messages are looked at (the window's size three times over, the
+    # answers of those turns included), so a long session costs what a short one does.
+    horizon = Coalesce(
+        Subquery(
+            Message.objects.filter(session_id=turn.session_id, created_at__lt=turn.input_message.created_at)
+            .order_by("-created_at")
+            .values("created_at")[3 * HISTORY_MAX_MESSAGES : 3 * HISTORY_MAX_MESSAGES + 1]
+        ),
+        Value(datetime.datetime.min.replace(tzinfo=datetime.UTC)),
+    )
     earlier = (
         Message.objects.filter(session_id=turn.session_id, role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        .filter(created_at__gte=horizon)
         .filter(Q(created_at__lt=turn.input_message.created_at) | Q(pk__in=earlier_answers))
         .exclude(pk=turn.input_message_id)
         .annotate(placed_at=Coalesce(asked_at, F("created_at")))
