@@ -4,13 +4,9 @@ and five messages posted to one session at once."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,11 +21,11 @@ from apps.conversations.models import ToolCall, Turn
 from apps.conversations.tasks import recover_stale_turns
 from apps.tenancy.principal import Actor
 from tests.conftest import create_key
+from tests.stubs.mcp_demo import demo_mcp_over_http
 from tests.stubs.model_server import Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_providers")]
 
-DEMO_MCP_SERVER = Path(__file__).resolve().parent.parent / "tools" / "mcp_servers" / "demo_server.py"
 SLOW_TOOL = "demo__record_and_wait"
 
 
@@ -41,25 +37,8 @@ def run_log(tmp_path) -> Path:
 @pytest.fixture
 def demo_mcp_url(run_log):
     """The demo MCP server over streamable HTTP, counting the runs of its slow tool in `run_log`."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, str(DEMO_MCP_SERVER), "--http", str(port)],
-        env={**os.environ, "DEMO_RUN_LOG": str(run_log)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with demo_mcp_over_http({"DEMO_RUN_LOG": str(run_log)}) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import contextlib
 import datetime as dt
 import gzip
 import shutil
-import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.stubs.mcp_demo import demo_mcp_over_http
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -274,30 +274,8 @@ def _close_mcp_connections():
     manager.close_all()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def demo_http_server() -> Iterator[str]:
     """The demo MCP server over streamable HTTP on loopback; yields its URL."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(DEMO_MCP_SERVER), "--http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the demo MCP HTTP server did not start")
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with demo_mcp_over_http() as url:
+        yield url
