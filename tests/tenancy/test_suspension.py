@@ -10,6 +10,7 @@ import time
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from django.db import connection
 
 from apps.agents.models import Agent, CatalogModel, ProviderKind
 from apps.conversations.models import ChatSession, Message, Turn
@@ -56,9 +57,16 @@ def _last_event(turn) -> Event:
 def test_a_running_turn_stops_at_its_next_checkpoint_with_the_reason(tenant, stub_agent, model_server):
     model_server.script([Reply(chunks=[f"word{i} " for i in range(200)], chunk_delay=0.02)])
     turn = _queued_turn(tenant, stub_agent)
-    suspender = threading.Timer(
-        0.5, tenant_suspend_and_stop, kwargs={"tenant": tenant, "actor": Actor.system("test"), "reason": "unpaid"}
-    )
+
+    def suspend_once_it_streams():
+        # Once the answer is streaming (a slow machine may take longer than any fixed delay to claim).
+        deadline = time.monotonic() + 20
+        while not Event.objects.filter(turn_id=turn.pk, type="chat_token").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tenant_suspend_and_stop(tenant=tenant, actor=Actor.system("test"), reason="unpaid")
+        connection.close()
+
+    suspender = threading.Thread(target=suspend_once_it_streams)
     started = time.monotonic()
     suspender.start()
     engine.turn_execute(turn_id=str(turn.pk))  # the worker's part, in this thread

@@ -46,7 +46,7 @@ class Heartbeat:
     def __exit__(self, *_exc) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.interval + 5)
+            self._thread.join(timeout=min(self.interval, 10) + 5)  # it wakes at once on the stop
 
     def _run(self) -> None:
         try:
