@@ -117,3 +117,17 @@ def _populate_conversations(tenant: Tenant, user) -> list[str]:
         rule.tool_name,
         str(approval.pk),
     ]
+
+
+def turn_for_message(*, tenant: Tenant, agent, text: str = "x", session=None, **fields):
+    """A turn answering a new user message, written straight to the table (no dispatch): the
+    state a worker finds, for tests of the claim, leases and takeovers. `fields` set the turn's
+    columns (status, attempt, lease_expires_at, progress...)."""
+    from apps.conversations import services
+    from apps.conversations.models import Message, Turn
+
+    session = session or services.session_create(tenant=tenant, agent=agent)
+    message = Message.objects.create(
+        tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": text}]
+    )
+    return Turn.objects.create(tenant=tenant, session=session, agent=agent, input_message=message, **fields)

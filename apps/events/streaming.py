@@ -77,6 +77,21 @@ class _TurnStreamListener:
         self.wake.set()
 
 
+HEARTBEAT_FRAME = ": heartbeat\n\n"
+
+
+def _heartbeat_due(last_write: float, heartbeat: float) -> bool:
+    return time.monotonic() - last_write >= heartbeat
+
+
+async def _wait_for_push(listener, last_write: float, heartbeat: float, at_most: float) -> None:
+    """Sleep until the hub pushes something for this stream, the next heartbeat is due, or
+    `at_most` seconds (the fallback read, the deadline) have passed."""
+    idle = time.monotonic() - last_write
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(listener.wake.wait(), max(0.0, min(heartbeat - idle, at_most)))
+
+
 async def turn_event_frames(*, tenant, turn_id, after_id: int = 0, timeout: float = 600.0) -> AsyncIterator[str]:
     """Every event of one turn after `after_id`, live, until the turn's final event (or timeout).
 
@@ -106,12 +121,10 @@ async def turn_event_frames(*, tenant, turn_id, after_id: int = 0, timeout: floa
                     return
             if len(batch) == BATCH:
                 continue
-            idle = time.monotonic() - last_sent
-            if idle >= heartbeat:
-                yield ": heartbeat\n\n"
-                last_sent, idle = time.monotonic(), 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(listener.wake.wait(), max(0.0, min(heartbeat - idle, fallback, left)))
+            if _heartbeat_due(last_sent, heartbeat):
+                yield HEARTBEAT_FRAME
+                last_sent = time.monotonic()
+            await _wait_for_push(listener, last_sent, heartbeat, min(fallback, left))
         yield 'event: timeout\ndata: {"error": "The turn did not finish in time; read its events again later."}\n\n'
     finally:
         local.remove(listener)
@@ -214,12 +227,10 @@ async def event_stream_frames(
                 last_write = time.monotonic()
             if len(batch) == BATCH:
                 continue
-            idle = time.monotonic() - last_write
-            if idle >= heartbeat:
-                yield ": heartbeat\n\n"
-                last_write, idle = time.monotonic(), 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(listener.wake.wait(), min(heartbeat - idle, fallback))
+            if _heartbeat_due(last_write, heartbeat):
+                yield HEARTBEAT_FRAME
+                last_write = time.monotonic()
+            await _wait_for_push(listener, last_write, heartbeat, fallback)
         yield 'event: error\ndata: {"error": "Unauthorized", "message": "Credentials revoked."}\n\n'
     finally:
         local.remove(listener)

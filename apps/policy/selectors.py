@@ -16,6 +16,21 @@ def approval_get(*, tenant, approval_id: uuid.UUID) -> Approval | None:
     return approval_list(tenant=tenant, status=None).filter(pk=approval_id).first()
 
 
+def approval_for_session_call(
+    *, tenant, session_id, tool_call_id=None, turn_id=None, model_call_id: str | None = None
+) -> Approval | None:
+    """A session's approval of one tool call, named by our id (`tool_call_id`) or by the turn and
+    the model's id (`model_call_id` is unique only within its turn)."""
+    approvals = Approval.objects.filter(tenant=tenant, turn__session_id=session_id)
+    if turn_id is not None:
+        approvals = approvals.filter(turn_id=turn_id)
+    if tool_call_id is not None:
+        approvals = approvals.filter(tool_call_id=tool_call_id)
+    else:
+        approvals = approvals.filter(tool_call__call_id=model_call_id)
+    return approvals.first()
+
+
 def policy_overview(*, tenant) -> dict:
     settings_rows = {row.agent_id: row for row in PolicySettings.objects.filter(tenant=tenant).select_related("agent")}
     tenant_row = settings_rows.get(None)

@@ -24,6 +24,7 @@ from apps.policy import services as policy
 from apps.policy.models import Approval
 from apps.tenancy.principal import Actor
 from apps.tools.registry import SideEffect, Tool, builtin_registry
+from tests.factories import turn_for_message
 from tests.stubs.model_server import Reply
 
 SYSTEM = Actor.system("test")
@@ -293,11 +294,7 @@ def test_a_tool_that_outlives_the_lease_runs_once_and_the_turn_completes(
     model = CatalogModel.objects.get(provider=provider, model_id="stub-small")
     agent = Agent.objects.create(tenant=tenant, name="slow", guide_model=model, enabled_tools=[tool.name])
     model_server.script([Reply(tool_calls=[(tool.name, {"seconds": 2.0})]), Reply(text="done")])
-    session = services.session_create(tenant=tenant, agent=agent)
-    message = Message.objects.create(
-        tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "go"}]
-    )
-    turn = Turn.objects.create(tenant=tenant, session=session, agent=agent, input_message=message)
+    turn = turn_for_message(tenant=tenant, agent=agent, text="go")
 
     worker = threading.Thread(target=lambda: (turns.turn_execute(turn_id=turn.pk), connection.close()))
     worker.start()
@@ -329,10 +326,6 @@ def test_a_takeover_does_not_rerun_a_call_the_dead_worker_started(
     provider = make_provider(tenant, kind=ProviderKind.OPENAI, name="oai", models=["stub-small"])
     model = CatalogModel.objects.get(provider=provider, model_id="stub-small")
     agent = Agent.objects.create(tenant=tenant, name="slow", guide_model=model, enabled_tools=[tool.name, "calculator"])
-    session = services.session_create(tenant=tenant, agent=agent)
-    message = Message.objects.create(
-        tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "go"}]
-    )
     # What a worker that died in the middle of step 1 left: the step recorded, the slow call
     # claimed (running at attempt 1), the calculator call not reached; its lease ran out.
     step = StepRecord.from_json(
@@ -346,11 +339,10 @@ def test_a_takeover_does_not_rerun_a_call_the_dead_worker_started(
         }
     )
     progress = TurnProgress(steps=[step], answer_so_far=["On it."])
-    turn = Turn.objects.create(
+    turn = turn_for_message(
         tenant=tenant,
-        session=session,
         agent=agent,
-        input_message=message,
+        text="go",
         status=Turn.Status.RUNNING,
         attempt=1,
         lease_expires_at=timezone.now(),

@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.conversations.models import Message, ToolCall, Turn
 from apps.conversations.turns import services as engine
 from apps.events.models import Event
+from tests.factories import turn_for_message
 
 pytestmark = pytest.mark.django_db
 
@@ -83,15 +84,9 @@ def test_redelivery_runs_a_finished_turn_only_once(chat):
 
 
 def test_a_turn_held_by_a_live_worker_is_not_taken_over(agent, tenant):
-    from apps.conversations import services
-
-    session = services.session_create(tenant=tenant, agent=agent)
-    message = Message.objects.create(tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "x"}])
-    turn = Turn.objects.create(
+    turn = turn_for_message(
         tenant=tenant,
-        session=session,
         agent=agent,
-        input_message=message,
         status=Turn.Status.RUNNING,
         attempt=1,
         lease_expires_at=timezone.now() + timedelta(seconds=30),
@@ -110,15 +105,9 @@ def test_a_turn_held_by_a_live_worker_is_not_taken_over(agent, tenant):
 
 
 def test_a_turn_that_keeps_killing_workers_fails_with_a_reason(agent, tenant, settings):
-    from apps.conversations import services
-
-    session = services.session_create(tenant=tenant, agent=agent)
-    message = Message.objects.create(tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "x"}])
-    turn = Turn.objects.create(
+    turn = turn_for_message(
         tenant=tenant,
-        session=session,
         agent=agent,
-        input_message=message,
         status=Turn.Status.RUNNING,
         # Two workers died in it already; resumes after approvals do not count.
         attempt=settings.TURN_MAX_ATTEMPTS + 3,

@@ -97,14 +97,13 @@ class SessionApproveView(ApprovalMixin, TenantAPIView):
         payload = SessionApprovalSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        approvals = Approval.objects.filter(tenant=self.tenant, turn__session=session)
-        if "turn_id" in data:
-            approvals = approvals.filter(turn_id=data["turn_id"])
-        if "tool_call_id" in data:
-            approvals = approvals.filter(tool_call_id=data["tool_call_id"])
-        else:
-            approvals = approvals.filter(tool_call__call_id=data["model_call_id"])
-        approval = approvals.first()
+        approval = policy_selectors.approval_for_session_call(
+            tenant=self.tenant,
+            session_id=session.pk,
+            tool_call_id=data.get("tool_call_id"),
+            turn_id=data.get("turn_id"),
+            model_call_id=data.get("model_call_id"),
+        )
         if approval is None:
             raise NotFound("No approval for that tool call in this session.")
         return self.decide(approval, approve=data["action"] == "approve", reason=data.get("reason", ""))
