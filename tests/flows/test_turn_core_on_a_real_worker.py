@@ -82,7 +82,11 @@ def start_turn(api, agent: Agent, text: str) -> str:
 
 def final(turn_id: str, timeout: float = 60) -> Turn:
     return wait_for(
-        lambda: Turn.objects.filter(pk=turn_id, status__in=Turn.FINAL).select_related("output_message").first(),
+        lambda: (
+            Turn.objects.filter(pk=turn_id, status__in=Turn.FINAL)
+            .select_related("output_message", "input_message")
+            .first()
+        ),
         timeout,
         f"turn {turn_id} to end",
     )
@@ -147,7 +151,7 @@ def test_five_messages_posted_at_once_are_answered_in_order(api, tenant, real_wo
 
     with ThreadPoolExecutor(5) as pool:
         turn_ids = list(pool.map(send, range(5)))
-    done = sorted((final(turn_id) for turn_id in turn_ids), key=lambda t: t.created_at)
+    done = sorted((final(turn_id) for turn_id in turn_ids), key=lambda t: t.input_message.created_at)
     assert [t.status for t in done] == [Turn.Status.COMPLETED] * 5
     for earlier, later in itertools.pairwise(done):
         assert earlier.finished_at <= later.started_at  # never two at a time, in posting order

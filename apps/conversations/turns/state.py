@@ -75,10 +75,16 @@ def _emit(turn: Turn, type_: str, data: dict[str, Any]) -> None:
 
 
 def _earlier_active():
-    """An earlier turn of the same session that has not ended (for the claim's row): the claimed
-    turn waits its turn. Read in the claim's own statement, so ordering costs no round trip."""
-    earlier = Q(created_at__lt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk"))
-    return Exists(Turn.objects.filter(earlier, session_id=OuterRef("session_id"), status__in=Turn.ACTIVE))
+    """For the claim's row: another turn of the session is running or parked, or an earlier one
+    is still queued. Then this one waits its turn. Read in the claim's own statement, so ordering
+    costs no round trip. "Running or parked" covers any order: a turn committed a moment after a
+    later one was claimed still waits for it, so two never run at once."""
+    same_session = Turn.objects.filter(session_id=OuterRef("session_id")).exclude(pk=OuterRef("pk"))
+    # Ordered by the messages they answer: two posts racing may write their turns in either order.
+    asked = OuterRef("input_message__created_at")
+    earlier = Q(input_message__created_at__lt=asked) | Q(input_message__created_at=asked, pk__lt=OuterRef("pk"))
+    busy = Q(status__in=[Turn.Status.RUNNING, Turn.Status.WAITING_APPROVAL]) | (Q(status=Turn.Status.QUEUED) & earlier)
+    return Exists(same_session.filter(busy))
 
 
 # --- queued → running ------------------------------------------------------------------------
@@ -226,7 +232,7 @@ def _send_next_on_commit(session_id) -> None:
     def send() -> None:
         following = (
             Turn.objects.filter(session_id=session_id, status=Turn.Status.QUEUED)
-            .order_by("created_at", "pk")
+            .order_by("input_message__created_at", "pk")
             .values_list("pk", flat=True)
             .first()
         )
