@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings services-up services-down services-status
+.PHONY: vendor run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -23,10 +23,19 @@ $(VENV)/.dev.stamp: requirements/dev.txt $(VENV)/.base-ml.stamp
 	$(PIP) install -q -r requirements/dev.txt
 	touch $@
 
+# The dashboard tests drive Debian's chromium through Playwright (never Playwright's own download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(VENV)/.browser.stamp: $(VENV)/.dev.stamp
+	@command -v chromium >/dev/null || { \
+	  echo "[make] installing Debian's chromium for the dashboard tests (apt-get, about a minute)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null'; }
+	@chromium --version
+	touch $@
+
 run: $(VENV)/.base-ml.stamp
 	$(PY) -m agentplatform.devserver
 
-test: $(VENV)/.dev.stamp
+test: $(VENV)/.browser.stamp
 	$(PY) -m agentplatform.embedded exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
 # lint-imports checks the import map in pyproject.toml ([tool.importlinter], docs/architecture.md).
@@ -75,3 +84,7 @@ bench-budgets: $(VENV)/.dev.stamp
 # BENCH_ARGS="--threads 1 2" also measures two intra-op threads.
 bench-embeddings: $(VENV)/.dev.stamp
 	$(PY) bench/embeddings.py $(BENCH_ARGS)
+
+# Refresh the dashboard's vendored browser libraries from the npm registry (docs/dashboard.md).
+vendor: $(VENV)/.base-ml.stamp
+	$(PY) manage.py vendor_refresh

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "django_prometheus",
+    "csp",
     "rest_framework_api_key",  # its abstract model backs ApiKey; its own APIKey table stays unused
     "apps.core",
     "apps.tenancy",
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "apps.conversations",
     "apps.memory",
     "apps.policy",
+    "apps.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -90,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "apps.core.ratelimit.RateLimitMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -106,6 +109,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.dashboard.context.frame",
             ],
         },
     },
@@ -167,10 +171,36 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Lets daphne serve static files in development without collectstatic having run.
-WHITENOISE_USE_FINDERS = DEBUG
+# Static files straight from the app folders (no collectstatic, no hashed names): development
+# and the test servers. Production serves collectstatic's hashed, compressed copies.
+STATIC_FROM_APP_FOLDERS = env.bool("STATIC_FROM_APP_FOLDERS", default=DEBUG)
+if STATIC_FROM_APP_FOLDERS:
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+WHITENOISE_USE_FINDERS = STATIC_FROM_APP_FOLDERS
 
-LOGIN_URL = "/admin/login/"
+# --- the dashboard (apps/dashboard, docs/dashboard.md) -------------------------------------------
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "dashboard:login"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=14 * 24 * 3600)
+SESSION_COOKIE_SAMESITE = "Lax"
+# Every page, the dashboard's, the admin's and the API docs', loads code, styles, images and
+# connections from this origin only: no CDN, no inline script, no inline style attribute.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_SELF],
+        "script-src": [_SELF],
+        "style-src": [_SELF],
+        "img-src": [_SELF, "data:", "blob:"],
+        "font-src": [_SELF],
+        "connect-src": [_SELF],
+        "object-src": [_NONE],
+        "base-uri": [_SELF],
+        "form-action": [_SELF],
+        "frame-ancestors": [_NONE],
+    }
+}
 
 # --- HTTP limits --------------------------------------------------------------------------------
 MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=1024 * 1024)

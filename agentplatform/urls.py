@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 from django_prometheus.exports import ExportToDjangoView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.core import views as core_views
 from apps.core.api.views_health import ServiceHealthView
@@ -11,7 +11,11 @@ from apps.core.api.views_health import ServiceHealthView
 api_patterns = [
     path("health", ServiceHealthView.as_view(), name="api-health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api_docs.html"),
+        name="swagger-ui",
+    ),
     path("", include("apps.tenancy.api.urls")),
     path("", include("apps.agents.api.urls")),
     path("", include("apps.conversations.api.urls")),
@@ -28,6 +32,7 @@ urlpatterns = [
     path("metrics", ExportToDjangoView, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
+    path("", include("apps.dashboard.urls")),
 ]
 
 handler400 = "apps.core.errors.bad_request_view"

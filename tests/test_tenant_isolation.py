@@ -12,7 +12,7 @@ import json
 
 import pytest
 from django.apps import apps
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
 from apps.core.models import TenantOwnedModel
 from apps.tenancy.models import Role
@@ -102,4 +102,51 @@ def test_tenant_a_never_reaches_tenant_b(make_client, capsys):
 
     with capsys.disabled():
         print(f"\n[isolation] {probes} cross-tenant probes over {len(routes)} API routes")
+    assert not failures, "\n".join(failures)
+
+
+def _dashboard_patterns() -> list[tuple[str, URLPattern]]:
+    found = []
+    for entry in get_resolver().url_patterns:
+        if isinstance(entry, URLResolver) and entry.namespace == "dashboard":
+            found += [(str(p.pattern), p) for p in entry.url_patterns]
+    return found
+
+
+def test_tenant_a_never_reaches_tenant_b_in_the_dashboard(client, capsys):
+    """The HTML pages too: A's owner, signed in, opens every dashboard URL with each of B's ids
+    (GET and POST): a 404 (or 405) every time, and pages without ids never mention B's values."""
+    from tests.factories import MembershipFactory
+
+    tenant_a, tenant_b = TenantFactory(), TenantFactory()
+    populate_tenant(tenant_a)
+    b_values = populate_tenant(tenant_b)
+    owner = MembershipFactory(tenant=tenant_a, role=Role.OWNER).user
+    client.force_login(owner)
+
+    routes = _dashboard_patterns()
+    assert routes, "no dashboard routes found"
+    probes, failures = 0, []
+    for route, pattern in routes:
+        kwarg_names = list(pattern.pattern.regex.groupindex)
+        name = f"dashboard:{pattern.name}"
+        if not kwarg_names:
+            probes += 1
+            text = client.get(reverse(name)).content.decode(errors="replace")
+            leaked = [v for v in b_values if len(v) >= 7 and v in text]
+            if leaked:
+                failures.append(f"GET /{route}: page mentions tenant B's {leaked}")
+            continue
+        for value in b_values:
+            try:
+                url = reverse(name, kwargs=dict.fromkeys(kwarg_names, value))
+            except NoReverseMatch:  # a value the route's converter refuses cannot reach it either
+                continue
+            for method in ("get", "post"):
+                probes += 1
+                response = getattr(client, method)(url)
+                if response.status_code not in (404, 405):
+                    failures.append(f"{method.upper()} {url} -> {response.status_code}")
+    with capsys.disabled():
+        print(f"\n[isolation] {probes} cross-tenant probes over {len(routes)} dashboard routes")
     assert not failures, "\n".join(failures)

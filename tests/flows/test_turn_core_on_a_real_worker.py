@@ -1,4 +1,4 @@
-"""The turn core on a real Celery worker (leases of 4 s, a heartbeat every 1 s: tests/flows/conftest.py):
+"""The turn core on a real Celery worker (leases of 4 s, a heartbeat every 1 s: tests/live_workers.py):
 a worker killed in the middle of a side-effecting tool call, a tool call longer than the lease,
 and five messages posted to one session at once."""
 

@@ -1,5 +1,6 @@
 """Real processes for end-to-end flows: a Celery worker on the embedded Redis, against the test
-database, so turns run exactly as they do under `make run`."""
+database, so turns run exactly as they do under `make run`. One worker serves the whole test
+session (tests/conftest.py imports these fixtures for every folder: flows, dashboard, ...)."""
 
 from __future__ import annotations
 
