@@ -50,7 +50,7 @@ class Command(BaseCommand):
             user_model = get_user_model()
             admin_password = secrets.token_urlsafe(12)
             if user_model.objects.filter(username=ADMIN_USERNAME).exists():
-                admin_line = "password: unchanged (the user existed already)"  # noqa: S105 - a message
+                admin_line = "password: unchanged (the user existed already)"
             else:
                 user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", admin_password)
                 admin_line = f"password: {admin_password}"
@@ -60,11 +60,16 @@ class Command(BaseCommand):
                 demo_user = user_model.objects.create_user(DEMO_USERNAME, "demo@example.com", demo_password)
                 demo_line = f"password: {demo_password}"
             else:
-                demo_line = "password: unchanged (the user existed already)"  # noqa: S105 - a message
+                demo_line = "password: unchanged (the user existed already)"
             tenant = services.tenant_create(slug=DEMO_SLUG, name="Demo", owner=demo_user, actor=actor)
             agent = tenant_bootstrap_agents(tenant=tenant, actor=actor)
             _, key = services.api_key_create(
-                tenant=tenant, actor=actor, name="demo", scopes=list(Scope.values), role=Role.OWNER, created_by=demo_user
+                tenant=tenant,
+                actor=actor,
+                name="demo",
+                scopes=list(Scope.values),
+                role=Role.OWNER,
+                created_by=demo_user,
             )
         banner = "=" * 72
         self.stdout.write(
