@@ -280,6 +280,12 @@ class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
         "must be that session's agent.",
     )
     multitask = MultitaskField()
+    parts = PartSerializer(
+        many=True,
+        required=False,
+        help_text="More parts after `text`: images and files by `url` or by the `ref` of one of the session's "
+        "attachments (refs need `sessionId`: attachments are uploaded to a session).",
+    )
 
     def validate(self, attrs):
         given = {name: attrs.pop(name) for name in SESSION_SPELLINGS if name in attrs}
@@ -288,6 +294,18 @@ class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
                 {name: ["Names a different session than the other session field."] for name in given}
             )
         attrs["session_id"] = next(iter(given.values()), None)
+        parts = attrs.get("parts") or []
+        if len(parts) >= MAX_PARTS:
+            raise serializers.ValidationError({"parts": [f"At most {MAX_PARTS} parts, `text` included."]})
+        if attrs["session_id"] is None and any(p.get("ref") for p in parts):
+            raise serializers.ValidationError(
+                {
+                    "parts": [
+                        "A ref names an attachment of a session: create the session, upload to "
+                        "/api/sessions/{id}/attachments, then send `sessionId` with the message."
+                    ]
+                }
+            )
         return attrs
 
 
