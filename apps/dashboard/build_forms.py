@@ -70,9 +70,9 @@ def is_htmx(request) -> bool:
     return bool(request.headers.get("HX-Request"))
 
 
-def checked(request, name: str) -> bool:
-    """A checkbox's state in a POST (absent means unchecked)."""
-    return request.POST.get(name) in ("on", "true", "1", "yes")
+def checked(post, name: str) -> bool:
+    """A checkbox's state in a POST's data (absent means unchecked)."""
+    return post.get(name) in ("on", "true", "1", "yes")
 
 
 def blank_to_none(value: str | None) -> str | None:

@@ -38,9 +38,11 @@ def test_every_build_page_renders_for_an_admin_with_the_tenants_rows(client):
         assert response.status_code == 200, url
     assert agent.name in client.get("/agents/").content.decode()
     detail = client.get(f"/providers/{provider.pk}/").content.decode()
-    assert provider.api_key_hint in detail and f"sk-{tenant.slug}-populate-key" not in detail
+    assert provider.api_key_hint in detail
+    assert f"sk-{tenant.slug}-populate-key" not in detail
     mcp = client.get(f"/plugins/mcp-{tenant.slug}/").content.decode()
-    assert "Authorization" in mcp and f"{tenant.slug}-secret" not in mcp  # header values are write-only
+    assert "Authorization" in mcp
+    assert f"{tenant.slug}-secret" not in mcp
 
 
 def test_a_viewer_reads_the_build_pages_without_any_edit_control(client):
@@ -93,7 +95,8 @@ def test_a_provider_url_the_outbound_policy_refuses_is_an_inline_error(client, s
     )
     assert response.status_code == 400
     html = response.content.decode()
-    assert 'id="p-base_url-error"' in html and "sk-x" not in html  # the key is never rendered back
+    assert 'id="p-base_url-error"' in html
+    assert "sk-x" not in html
     assert not Provider.objects.filter(tenant=tenant).exists()
 
 
@@ -105,7 +108,8 @@ def test_an_mcp_server_on_a_refused_address_is_an_inline_error(client, settings)
     )
     assert response.status_code == 400
     html = response.content.decode()
-    assert 'id="m-url-error"' in html and "s3cr3t-value" not in html
+    assert 'id="m-url-error"' in html
+    assert "s3cr3t-value" not in html
 
 
 def test_a_workspace_path_out_of_the_workspace_is_refused(client):
