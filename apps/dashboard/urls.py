@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.dashboard.views import agents, auth, home, policy, providers, skills, workspace  # Build section
+from apps.dashboard.views import auth, home
+
+# The Build section's sidebar follows this import order (each module adds its own item).
+# isort: off
+from apps.dashboard.views import agents, providers, skills, policy, workspace
+# isort: on
 
 app_name = "dashboard"
 

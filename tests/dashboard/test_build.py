@@ -80,7 +80,7 @@ def test_an_admin_adds_a_provider_on_the_stub_tests_it_and_lists_its_models(page
     # The first call out of the server process imports the provider SDK: seconds on a busy machine.
     expect(page.locator("#probe")).to_contain_text("stub is reachable: 2 models listed", timeout=30_000)
     assert [r.path for r in model_server.log] == ["/v1/models"]
-    page.get_by_role("button", name="List the endpoint's models").click()
+    page.get_by_role("link", name="List the endpoint's models").click()
     expect(page.locator(".live-models")).to_contain_text("stub-small")
     expect(page.locator(".live-models")).to_contain_text("stub-large")
     assert Provider.objects.get(name="stub").api_key_hint.endswith("WXYZ")

@@ -20,7 +20,15 @@ from apps.agents.api.serializers import AgentWriteSerializer
 from apps.core.errors import Conflict
 from apps.core.ids import parse_uuid
 from apps.dashboard.access import member_required
-from apps.dashboard.build_forms import actor_for, blank_to_none, checked, error_status, form_errors, render_form
+from apps.dashboard.build_forms import (
+    actor_for,
+    blank_to_none,
+    checked,
+    error_status,
+    form_errors,
+    is_htmx,
+    render_form,
+)
 from apps.dashboard.nav import NavItem, nav_add
 from apps.tenancy.models import Role
 from apps.tools import selectors as tool_selectors
@@ -215,7 +223,7 @@ def agent_toggle(request, agent_id: str):
     tenant = request.principal.tenant
     agent = _agent_or_404(tenant, agent_id)
     agent = services.agent_update(tenant=tenant, actor=actor_for(request), agent=agent, enabled=not agent.enabled)
-    if request.headers.get("HX-Request"):
+    if is_htmx(request):
         return render(request, "dashboard/agents/_row.html", {"agent": agent, "can_admin": True})
     messages.success(request, f"Agent {agent.name} {'enabled' if agent.enabled else 'disabled'}.")
     return redirect("dashboard:agents")
