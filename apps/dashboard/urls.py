@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.dashboard.views import audit, auth, home, invite, keys, members, usage
+# tenantpages: imported for its nav_add calls (the Tenant section, in its order).
+from apps.dashboard.views import audit, auth, home, invite, keys, members, tenantpages, usage  # noqa: F401
 
 app_name = "dashboard"
 

@@ -59,7 +59,8 @@ function start() {
   const usage = JSON.parse(island.textContent);
 
   const costBox = document.getElementById("usage-cost-chart");
-  const costSeries = usage.agents.map((agent, i) => line(agent.name, PALETTE[i % PALETTE.length], money));
+  // Lines without fills: several agents' areas on top of each other hide one another.
+  const costSeries = usage.agents.map((agent, i) => line(agent.name, PALETTE[i % PALETTE.length], money, { fill: undefined }));
   draw(costBox, costSeries, [usage.days, ...usage.agents.map((agent) => agent.cost)], (v) => money(v));
 
   const tokenBox = document.getElementById("usage-token-chart");
