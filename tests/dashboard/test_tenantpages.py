@@ -52,6 +52,11 @@ def test_a_new_key_is_shown_once_with_a_copy_button_and_can_be_revoked(page, sig
     key.refresh_from_db()
     assert key.revoked
 
+    # At a phone's width the table scrolls inside its frame; the page never scrolls sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
 
 def test_an_invited_person_opens_the_link_signed_in_and_joins_and_nobody_else_can(page, sign_in, dashboard_server):
     _, tenant = sign_in("admin", tenant=TenantFactory(name="Acme Research"))
@@ -135,6 +140,10 @@ def test_usage_shows_an_empty_state_then_a_chart_and_tables_of_the_turns(page, s
     expect(agents).to_have_count(2)
     expect(agents.first).to_contain_text("writer")
     expect(page.locator("#usage-per-day tbody tr")).to_have_count(3)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator("#usage-cost-chart canvas")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_a_member_sees_no_admin_pages_and_is_told_which_role_they_need(page, sign_in):
