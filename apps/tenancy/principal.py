@@ -83,5 +83,10 @@ class Actor:
         return cls(label=label)
 
     @classmethod
+    def of_user(cls, user, *, ip: str | None = None, request_id: str = "") -> Actor:
+        """A signed-in person acting outside any tenant (accepting an invitation)."""
+        return cls(user=user, label=f"user:{user.get_username()}", ip=ip, request_id=request_id)
+
+    @classmethod
     def from_principal(cls, principal: Principal, *, ip: str | None = None, request_id: str = "") -> Actor:
         return cls(user=principal.user, api_key=principal.api_key, label=principal.label, ip=ip, request_id=request_id)

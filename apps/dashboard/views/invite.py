@@ -34,12 +34,7 @@ def invite(request, token: str):
         context["problem"] = invitations.EXPIRED_MESSAGE
     if request.method != "POST":
         return render(request, "dashboard/invite/accept.html", context, status=409 if context["problem"] else 200)
-    actor = Actor(
-        user=request.user,
-        label=f"user:{request.user.get_username()}",
-        ip=client_address(request),
-        request_id=getattr(request, "request_id", ""),
-    )
+    actor = Actor.of_user(request.user, ip=client_address(request), request_id=getattr(request, "request_id", ""))
     try:
         membership = invitations.invitation_accept(token=token, user=request.user, actor=actor)
     except NotFound:

@@ -33,9 +33,8 @@ def _form_context(*, values=None, errors=None) -> dict:
     }
 
 
-def _page(request, **extra):
-    context = {"keys": selectors.api_key_list(tenant=request.principal.tenant), **_form_context(), **extra}
-    return context
+def _page(request, **extra) -> dict:
+    return {"keys": selectors.api_key_list(tenant=request.principal.tenant), **_form_context(), **extra}
 
 
 @member_required(role=Role.ADMIN)

@@ -131,7 +131,7 @@ def invitation_create(request):
             role=payload.validated_data["role"],
             invited_by=principal.user,
         )
-    except (ValidationError, APIException) as exc:
+    except APIException as exc:
         # Every refusal (bad address, a role above yours, already a member here) is shown at the form.
         errors = field_errors(exc) if isinstance(exc, ValidationError) else {"form": [str(exc.detail)]}
         context = _page(request, invite_values=values, invite_errors=errors)

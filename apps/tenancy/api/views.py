@@ -337,12 +337,7 @@ class InvitationAcceptView(APIView):
     def post(self, request):
         payload = InvitationAcceptSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        actor = Actor(
-            user=request.user,
-            label=f"user:{request.user.get_username()}",
-            ip=client_address(request),
-            request_id=getattr(request, "request_id", ""),
-        )
+        actor = Actor.of_user(request.user, ip=client_address(request), request_id=getattr(request, "request_id", ""))
         token = payload.validated_data["token"]
         membership = invitations.invitation_accept(token=token, user=request.user, actor=actor)
         return Response(InvitationAcceptedSerializer(membership).data)
