@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from django.urls import path
 
-# tenantpages: imported for its nav_add calls (the Tenant section, in its order).
-from apps.dashboard.views import audit, auth, home, invite, keys, members, tenantpages, usage  # noqa: F401
+from apps.dashboard.views import auth, home
+
+# The Build and Tenant sections' sidebars follow this import order (each module adds its own item).
+# isort: off
+from apps.dashboard.views import agents, providers, skills, policy, workspace
+from apps.dashboard.views import keys, members, audit, usage, invite
+# isort: on
 
 app_name = "dashboard"
 
@@ -15,6 +20,38 @@ urlpatterns = [
     path("logout/", auth.SignOutView.as_view(), name="logout"),
     path("account/password/", auth.password_change, name="password_change"),
     path("switch-tenant/", auth.switch_tenant, name="switch_tenant"),
+    # Build: agents, providers, skills & plugins, policy, workspace
+    path("agents/", agents.agent_list, name="agents"),
+    path("agents/new/", agents.agent_new, name="agent_new"),
+    path("agents/<str:agent_id>/", agents.agent_detail, name="agent_detail"),
+    path("agents/<str:agent_id>/toggle/", agents.agent_toggle, name="agent_toggle"),
+    path("agents/<str:agent_id>/delete/", agents.agent_delete, name="agent_delete"),
+    path("providers/", providers.provider_list, name="providers"),
+    path("providers/<str:provider_id>/", providers.provider_detail, name="provider_detail"),
+    path("providers/<str:provider_id>/test/", providers.provider_test, name="provider_test"),
+    path("providers/<str:provider_id>/models/", providers.provider_models, name="provider_models"),
+    path("providers/<str:provider_id>/toggle/", providers.provider_toggle, name="provider_toggle"),
+    path("providers/<str:provider_id>/delete/", providers.provider_delete, name="provider_delete"),
+    path("skills/", skills.skills_page, name="skills"),
+    path("skills/catalog/install/", skills.catalog_install, name="skill_install"),
+    path("skills/<str:skill_id>/toggle/", skills.skill_toggle, name="skill_toggle"),
+    path("skills/<str:skill_id>/delete/", skills.skill_delete, name="skill_delete"),
+    path("plugins/mcp/new/", skills.mcp_register, name="mcp_register"),
+    path("plugins/<str:name>/", skills.plugin_detail, name="plugin_detail"),
+    path("plugins/<str:name>/toggle/", skills.plugin_toggle, name="plugin_toggle"),
+    path("plugins/<str:name>/discover/", skills.plugin_discover, name="plugin_discover"),
+    path("plugins/<str:name>/delete/", skills.plugin_delete, name="plugin_delete"),
+    path("policy/", policy.policy_page, name="policy"),
+    path("policy/rules/", policy.rule_set, name="policy_rule_set"),
+    path("policy/rules/<str:tool_name>/delete/", policy.rule_delete, name="policy_rule_delete"),
+    path("policy/default/", policy.default_set, name="policy_default"),
+    path("policy/safe-mode/", policy.safe_mode, name="policy_safe_mode"),
+    path("policy/simulate/", policy.simulate, name="policy_simulate"),
+    path("policy/ai-rules/", policy.ai_rule_create, name="ai_rule_create"),
+    path("policy/ai-rules/<str:rule_id>/delete/", policy.ai_rule_delete, name="ai_rule_delete"),
+    path("workspace/", workspace.browse, name="workspace"),
+    path("workspace/file/", workspace.file_view, name="workspace_file"),
+    path("workspace/restore/", workspace.restore, name="workspace_restore"),
     # Tenant: API keys, members and invitations, the audit log, usage; the invitation accept page.
     path("keys/", keys.keys, name="keys"),
     path("keys/<uuid:key_id>/revoke/", keys.key_revoke, name="key_revoke"),

@@ -9,8 +9,12 @@ from django.core.paginator import Paginator
 from django.shortcuts import render
 
 from apps.dashboard.access import member_required
+from apps.dashboard.nav import NavItem, nav_add
 from apps.tenancy import selectors
 from apps.tenancy.models import Role
+
+nav_add("Tenant", NavItem("Audit log", "audit", "list", role=Role.ADMIN))
+
 
 PAGE_SIZE = 50
 

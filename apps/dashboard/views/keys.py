@@ -11,10 +11,14 @@ from django.views.decorators.http import require_POST
 from rest_framework.exceptions import APIException, ValidationError
 
 from apps.dashboard.access import member_required
+from apps.dashboard.nav import NavItem, nav_add
 from apps.dashboard.tenantpages_forms import actor_of, field_errors, is_htmx, refusal, toast_header
 from apps.tenancy import selectors, services
 from apps.tenancy.api.serializers import ApiKeyCreateSerializer
 from apps.tenancy.models import Role, Scope
+
+nav_add("Tenant", NavItem("API keys", "keys", "key", role=Role.ADMIN))
+
 
 DEFAULT_SCOPES = [Scope.READ, Scope.WRITE]  # the API's default when none are given
 

@@ -18,11 +18,14 @@ from rest_framework.exceptions import APIException, ValidationError
 
 from apps.core.urls_public import public_base_url
 from apps.dashboard.access import member_required
+from apps.dashboard.nav import NavItem, nav_add
 from apps.dashboard.tenantpages_forms import actor_of, field_errors, is_htmx, refusal, toast_header
 from apps.tenancy import invitations, selectors, services
 from apps.tenancy.api.serializers import InvitationCreateSerializer, MemberRoleSerializer
 from apps.tenancy.models import Invitation, Role
 from apps.tenancy.principal import may_grant
+
+nav_add("Tenant", NavItem("Members", "members", "users", role=Role.ADMIN))
 
 
 def _grantable(principal) -> list[tuple[str, str]]:

@@ -16,7 +16,11 @@ from django.utils import timezone
 
 from apps.conversations import selectors as conversation_selectors
 from apps.dashboard.access import member_required
+from apps.dashboard.nav import NavItem, nav_add
 from apps.tenancy.models import Role
+
+nav_add("Tenant", NavItem("Usage", "usage", "chart", role=Role.VIEWER))  # what the API lets a viewer read
+
 
 DAYS = 30
 
