@@ -219,6 +219,9 @@ TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0) or (1 if TRUST_X_FORWARDED_FOR else 0)
 # How long an invitation to a tenant can be accepted.
 INVITATION_TTL_HOURS = env.int("INVITATION_TTL_HOURS", default=168)
+# The dashboard's public address (https://agents.example.com), for links handed to people, such
+# as invitation links. Empty: the address the request came to (ALLOWED_HOSTS bounds the Host).
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="").rstrip("/")
 
 CORS_ORIGIN = env("CORS_ORIGIN", default="*")
 if CORS_ORIGIN.strip() == "*":

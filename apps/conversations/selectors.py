@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Count, DecimalField, IntegerField, QuerySet, Sum, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, TruncDate
 
 from apps.agents.selectors import agent_resolve  # noqa: F401 - callers here use selectors.agent_resolve
 from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
@@ -49,3 +52,44 @@ def feedback_list(*, tenant, turn: Turn | None = None, session: ChatSession | No
 
 def active_turn_count(*, tenant) -> int:
     return Turn.objects.filter(tenant=tenant, status__in=Turn.ACTIVE).count()
+
+
+def usage_by_day_and_agent(*, tenant, since, until=None) -> list[dict]:
+    """Model spend per UTC day and agent: turns, input and output tokens, cost in USD.
+
+    One aggregate over the tenant's turns created in [since, until) (the `tenant, created_at`
+    index bounds it), one row per day and agent that had any turn, days ascending. Tokens come
+    from `Turn.usage`, cost from `Turn.cost_usd` (settled call by call, failed turns included:
+    their calls were paid for). The dashboard's Usage page reads only this; when the stats
+    rollups exist they answer the same rows.
+    """
+    turns = Turn.objects.filter(tenant=tenant, created_at__gte=since)
+    if until is not None:
+        turns = turns.filter(created_at__lt=until)
+
+    def tokens(key: str):
+        return Coalesce(Sum(Cast(KeyTextTransform(key, "usage"), IntegerField())), Value(0))
+
+    rows = (
+        turns.annotate(day=TruncDate("created_at", tzinfo=dt.UTC))
+        .values("day", "agent_id", "agent__name")
+        .annotate(
+            turns=Count("id"),
+            input_tokens=tokens("input_tokens"),
+            output_tokens=tokens("output_tokens"),
+            cost_usd=Coalesce(Sum("cost_usd"), Value(0), output_field=DecimalField(max_digits=14, decimal_places=6)),
+        )
+        .order_by("day", "agent__name")
+    )
+    return [
+        {
+            "day": row["day"],
+            "agent_id": row["agent_id"],
+            "agent": row["agent__name"] or "(no agent)",
+            "turns": row["turns"],
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"],
+            "cost_usd": row["cost_usd"],
+        }
+        for row in rows
+    ]

@@ -6,9 +6,10 @@ from django.urls import path
 
 from apps.dashboard.views import auth, home
 
-# The Build section's sidebar follows this import order (each module adds its own item).
+# The Build and Tenant sections' sidebars follow this import order (each module adds its own item).
 # isort: off
 from apps.dashboard.views import agents, providers, skills, policy, workspace
+from apps.dashboard.views import keys, members, audit, usage, invite
 # isort: on
 
 app_name = "dashboard"
@@ -51,4 +52,15 @@ urlpatterns = [
     path("workspace/", workspace.browse, name="workspace"),
     path("workspace/file/", workspace.file_view, name="workspace_file"),
     path("workspace/restore/", workspace.restore, name="workspace_restore"),
+    # Tenant: API keys, members and invitations, the audit log, usage; the invitation accept page.
+    path("keys/", keys.keys, name="keys"),
+    path("keys/<uuid:key_id>/revoke/", keys.key_revoke, name="key_revoke"),
+    path("members/", members.members, name="members"),
+    path("members/<uuid:membership_id>/role/", members.member_role, name="member_role"),
+    path("members/<uuid:membership_id>/remove/", members.member_remove, name="member_remove"),
+    path("members/invitations/", members.invitation_create, name="invitation_create"),
+    path("members/invitations/<uuid:invitation_id>/revoke/", members.invitation_revoke, name="invitation_revoke"),
+    path("audit/", audit.audit, name="audit"),
+    path("usage/", usage.usage, name="usage"),
+    path("invite/<str:token>/", invite.invite, name="invite"),
 ]

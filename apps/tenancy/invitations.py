@@ -27,6 +27,7 @@ TOKEN_PREFIX = "inv_"  # noqa: S105 - a label that makes tokens recognisable, no
 # One answer for every token that cannot be used by this account: unknown, revoked, accepted,
 # or someone else's. Telling them apart would tell a token holder whose invitation it is.
 NOT_FOUND_MESSAGE = "No pending invitation for this account matches that token."
+EXPIRED_MESSAGE = "This invitation has expired; ask the tenant's admin for a new one."
 
 
 def token_hash(token: str) -> str:
@@ -102,23 +103,42 @@ def invitation_revoke(*, tenant: Tenant, actor: Actor, actor_role: str, invitati
         return _revoke(tenant=tenant, actor=actor, invitation=invitation, reason="revoked")
 
 
-def invitation_accept(*, token: str, user, actor: Actor) -> Membership:
-    """Make `user` a member with the invited role. Raises NotFound for any token this user cannot use."""
+def _usable_by(*, token: str, user, lock: bool = False) -> Invitation:
+    """The invitation `token` opens for `user` (pending or expired); NotFound for anything else.
+
+    The one rule the accept page and the accept service share: a token that is unknown, revoked,
+    accepted, or for another address gets the same answer.
+    """
     user_email = (getattr(user, "email", "") or "").strip().lower()
     if not token or len(token) > 200 or not user_email:
         raise NotFound(NOT_FOUND_MESSAGE)
+    found = Invitation.objects.select_related("tenant").filter(token_hash=token_hash(token))
+    if lock:
+        found = found.select_for_update(of=("self",))
+    invitation = found.first()
+    if invitation is None or invitation.email != user_email:
+        raise NotFound(NOT_FOUND_MESSAGE)
+    if invitation.status_at(timezone.now()) not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
+        raise NotFound(NOT_FOUND_MESSAGE)
+    return invitation
+
+
+def invitation_preview(*, token: str, user) -> Invitation:
+    """What the accept page shows before the invitee says yes (a read: nothing is recorded)."""
+    return _usable_by(token=token, user=user)
+
+
+def invitation_link(*, token: str, base_url: str) -> str:
+    """The dashboard page that accepts `token` (`dashboard:invite`); `base_url` without a slash at the end."""
+    return f"{base_url}/invite/{token}/"
+
+
+def invitation_accept(*, token: str, user, actor: Actor) -> Membership:
+    """Make `user` a member with the invited role. Raises NotFound for any token this user cannot use."""
     now = timezone.now()
     with transaction.atomic():
-        invitation = (
-            Invitation.objects.select_for_update(of=("self",))
-            .select_related("tenant")
-            .filter(token_hash=token_hash(token))
-            .first()
-        )
-        if invitation is None or invitation.email != user_email:
-            raise NotFound(NOT_FOUND_MESSAGE)
-        status = invitation.status_at(now)
-        if status == Invitation.Status.EXPIRED:
+        invitation = _usable_by(token=token, user=user, lock=True)
+        if invitation.status_at(now) == Invitation.Status.EXPIRED:
             # Committed (no exception inside the block): the refused use is what is recorded.
             audit_record(
                 tenant=invitation.tenant,
@@ -128,11 +148,9 @@ def invitation_accept(*, token: str, user, actor: Actor) -> Membership:
                 target_id=str(invitation.pk),
                 data={"email": invitation.email, "expired_at": invitation.expires_at.isoformat()},
             )
-        elif status != Invitation.Status.PENDING:
-            raise NotFound(NOT_FOUND_MESSAGE)
         else:
             return _accept(invitation=invitation, user=user, actor=actor, now=now)
-    raise Conflict("This invitation has expired; ask the tenant's admin for a new one.")
+    raise Conflict(EXPIRED_MESSAGE)
 
 
 def _accept(*, invitation: Invitation, user, actor: Actor, now) -> Membership:

@@ -18,6 +18,14 @@ def role_at_least(role: str, needed: str) -> bool:
     return ROLE_RANK[role] >= ROLE_RANK[needed]
 
 
+def may_grant(actor_role: str, role: str) -> bool:
+    """Whether someone with `actor_role` may give or take away `role`: nobody above their own
+    role, and only an owner makes or unmakes an owner."""
+    if role == Role.OWNER:
+        return actor_role == Role.OWNER
+    return role_at_least(actor_role, role)
+
+
 def scope_ceiling(scopes: list[str]) -> str:
     ceiling = Role.VIEWER
     for scope in scopes:
@@ -48,6 +56,14 @@ class Principal:
     def has_role(self, needed: str) -> bool:
         return role_at_least(self.role, needed)
 
+    @property
+    def grant_ceiling(self) -> str:
+        """The most a key or invitation made by this caller may do: a person's role, or through a
+        key, the lower of that key's own ceiling and the role."""
+        if self.api_key is not None:
+            return lower_role(self.api_key.role, self.role)
+        return self.role
+
     def as_actor(self, *, ip: str | None = None, request_id: str = "") -> Actor:
         return Actor.from_principal(self, ip=ip, request_id=request_id)
 
@@ -65,6 +81,11 @@ class Actor:
     @classmethod
     def system(cls, label: str = "system") -> Actor:
         return cls(label=label)
+
+    @classmethod
+    def of_user(cls, user, *, ip: str | None = None, request_id: str = "") -> Actor:
+        """A signed-in person acting outside any tenant (accepting an invitation)."""
+        return cls(user=user, label=f"user:{user.get_username()}", ip=ip, request_id=request_id)
 
     @classmethod
     def from_principal(cls, principal: Principal, *, ip: str | None = None, request_id: str = "") -> Actor:

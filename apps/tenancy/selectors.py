@@ -46,13 +46,27 @@ def api_key_get(*, tenant: Tenant, key_id: uuid.UUID) -> ApiKey | None:
     return api_key_list(tenant=tenant).filter(pk=key_id).first()
 
 
-def audit_log_list(*, tenant: Tenant, action: str | None = None, since=None) -> QuerySet[AuditLog]:
+def audit_log_list(
+    *, tenant: Tenant, action: str | None = None, actor: str | None = None, since=None, until=None
+) -> QuerySet[AuditLog]:
+    """Newest first. `actor` matches part of the actor's label (`user:ana`, `api_key:ap_1234`),
+    case-insensitively; `since` is inclusive, `until` exclusive."""
     entries = AuditLog.objects.filter(tenant=tenant).order_by("-created_at")
     if action:
         entries = entries.filter(action=action)
+    if actor:
+        entries = entries.filter(actor_label__icontains=actor)
     if since is not None:
         entries = entries.filter(created_at__gte=since)
+    if until is not None:
+        entries = entries.filter(created_at__lt=until)
     return entries
+
+
+def audit_action_list(*, tenant: Tenant) -> list[str]:
+    """The actions this tenant's log holds (apps record their own beyond AuditLog.Action), sorted."""
+    found = AuditLog.objects.filter(tenant=tenant).values_list("action", flat=True).distinct()
+    return sorted(set(found))
 
 
 def invitation_list(*, tenant: Tenant, status: str = Invitation.Status.PENDING) -> QuerySet[Invitation]:

@@ -17,7 +17,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from apps.core.errors import Conflict
 from apps.core.ratelimit import ip_or_none
 from apps.tenancy.models import ROLE_RANK, ApiKey, AuditLog, Membership, Role, Scope, Tenant
-from apps.tenancy.principal import Actor, lower_role, role_at_least
+from apps.tenancy.principal import Actor, lower_role, may_grant
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -196,10 +196,11 @@ def tenant_limit_check(*, tenant: Tenant, setting: str, noun: str, count_existin
 
 def _check_may_grant(*, actor_role: str, role: str) -> None:
     """Admins manage viewers, members and admins; only an owner can make or unmake an owner."""
-    if role == Role.OWNER and actor_role != Role.OWNER:
+    if may_grant(actor_role, role):
+        return
+    if role == Role.OWNER:
         raise PermissionDenied("Only an owner can grant or remove the owner role.")
-    if not role_at_least(actor_role, role):
-        raise PermissionDenied("You cannot grant a role above your own.")
+    raise PermissionDenied("You cannot grant a role above your own.")
 
 
 def _ensure_an_owner_remains(*, tenant: Tenant, leaving: Membership) -> None:

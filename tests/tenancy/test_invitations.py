@@ -31,7 +31,9 @@ def _accept(user, token: str):
 
 
 def _comparable(body: dict) -> dict:
-    return {k: v for k, v in body.items() if k not in {"id", "email", "token", "created_at", "expires_at"}}
+    return {
+        k: v for k, v in body.items() if k not in {"id", "email", "token", "accept_url", "created_at", "expires_at"}
+    }
 
 
 def test_an_invitation_looks_the_same_for_known_and_unknown_addresses(tenant, other_tenant, owner_client):
@@ -51,6 +53,8 @@ def test_only_a_hash_of_the_token_is_stored_and_the_list_never_shows_it(owner_cl
     body = _invite(owner_client, "ana@example.com").json()
     assert body["token"].startswith("inv_")
     assert body["status"] == "pending"
+    # The link is the dashboard's accept page for this token, on the address the request came to.
+    assert body["accept_url"] == f"http://testserver/invite/{body['token']}/"
     stored = Invitation.objects.get(pk=body["id"])
     assert body["token"] not in stored.token_hash
     listed = owner_client.get("/api/invitations").json()["results"]
@@ -166,8 +170,16 @@ def test_bad_input_gets_clear_errors(owner_client):
 
 def test_the_operator_command_prints_a_token_the_invitee_can_accept(tenant, capsys):
     call_command("create_invitation", tenant.slug, "ana@example.com", "--role", "admin")
-    token = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = capsys.readouterr().out.strip().splitlines()
+    token = printed[-1]
     assert token.startswith("inv_")
+    assert printed[-2] == f"Link: /invite/{token}/"  # a path: no PUBLIC_BASE_URL and no request
     ana = UserFactory(email="ana@example.com")
     assert _accept(ana, token).status_code == 200
     assert Membership.objects.get(tenant=tenant, user=ana).role == Role.ADMIN
+
+
+def test_the_invitation_link_uses_public_base_url_when_it_is_set(owner_client, settings):
+    settings.PUBLIC_BASE_URL = "https://agents.example.com"
+    body = _invite(owner_client, "ana@example.com").json()
+    assert body["accept_url"] == f"https://agents.example.com/invite/{body['token']}/"

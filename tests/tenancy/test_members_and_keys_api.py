@@ -131,6 +131,27 @@ def test_audit_log_lists_newest_first_and_filters(tenant, owner_client):
     assert owner_client.get("/api/audit/log", {"since": "yesterday"}).status_code == 400
 
 
+def test_audit_log_filters_by_actor_and_a_date_range(tenant, owner_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.tenancy.principal import Actor
+    from apps.tenancy.services import audit_record
+
+    audit_record(tenant=tenant, actor=Actor(label="user:ana"), action="tenant.updated")
+    audit_record(tenant=tenant, actor=Actor(label="user:bob"), action="tenant.updated")
+    by_ana = owner_client.get("/api/audit/log", {"actor": "ANA"}).json()["results"]
+    assert [row["actor"] for row in by_ana] == ["user:ana"]
+
+    now = timezone.now()
+    window = {"since": (now - timedelta(minutes=5)).isoformat(), "until": (now + timedelta(minutes=5)).isoformat()}
+    assert len(owner_client.get("/api/audit/log", window).json()["results"]) >= 2
+    before = {"until": (now - timedelta(minutes=5)).isoformat()}
+    assert owner_client.get("/api/audit/log", before).json()["results"] == []
+    assert owner_client.get("/api/audit/log", {"until": "soon"}).status_code == 400
+
+
 def test_audit_entries_cannot_be_rewritten(tenant):
     from django.db import DatabaseError, transaction
 

@@ -115,9 +115,14 @@ class InvitationCreatedSerializer(InvitationSerializer):
         read_only=True,
         help_text="Shown only in this response. Send it to the invitee, who accepts it signed in with this email.",
     )
+    accept_url = serializers.CharField(
+        read_only=True,
+        help_text="The dashboard page that accepts the token (`<PUBLIC_BASE_URL>/invite/<token>/`); "
+        "send this link to the invitee. Shown only in this response.",
+    )
 
     class Meta(InvitationSerializer.Meta):
-        fields = [*InvitationSerializer.Meta.fields, "token"]
+        fields = [*InvitationSerializer.Meta.fields, "token", "accept_url"]
         read_only_fields = fields
 
 

@@ -14,6 +14,7 @@ from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
 from apps.core.params import query_datetime
 from apps.core.ratelimit import client_address
+from apps.core.urls_public import public_base_url
 from apps.tenancy import invitations, selectors, services
 from apps.tenancy.api.serializers import (
     ApiKeyCreatedSerializer,
@@ -33,7 +34,7 @@ from apps.tenancy.api.serializers import (
 )
 from apps.tenancy.authentication import UserSessionAuthentication
 from apps.tenancy.models import AuditLog, Invitation, Role
-from apps.tenancy.principal import Actor, lower_role
+from apps.tenancy.principal import Actor
 
 
 class CurrentTenantView(TenantAPIView):
@@ -172,7 +173,7 @@ class ApiKeyViewSet(TenantViewSet):
             actor=self.actor(),
             name=data["name"],
             scopes=data.get("scopes"),
-            role=self._creator_ceiling(),
+            role=self.principal.grant_ceiling,  # a key made with a key inherits its ceiling
             expires_at=data.get("expires_at"),
             created_by=self.principal.user,
             monthly_budget_usd=data.get("monthly_budget_usd"),
@@ -204,13 +205,6 @@ class ApiKeyViewSet(TenantViewSet):
         api_key.refresh_from_db()
         return Response(ApiKeySerializer(api_key).data)
 
-    def _creator_ceiling(self) -> str:
-        # A key made with a key inherits that key's ceiling; a person's key, their role.
-        principal = self.principal
-        if principal.api_key is not None:
-            return lower_role(principal.api_key.role, principal.role)
-        return principal.role
-
 
 class AuditLogView(TenantAPIView):
     pagination_class = DefaultPagination  # also tells the schema the list is paginated
@@ -221,15 +215,25 @@ class AuditLogView(TenantAPIView):
         summary="The tenant's audit log, newest first (admin)",
         parameters=[
             OpenApiParameter("action", OpenApiTypes.STR, enum=AuditLog.Action.values),
+            OpenApiParameter(
+                "actor", OpenApiTypes.STR, description="Part of who acted, e.g. `user:ana` or `api_key:ap_`."
+            ),
             OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; entries at or after."),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601; entries before."),
             OpenApiParameter("limit", OpenApiTypes.INT),
             OpenApiParameter("offset", OpenApiTypes.INT),
         ],
         responses={200: AuditLogSerializer(many=True), **ERROR_RESPONSES},
     )
     def get(self, request):
-        since = query_datetime(request.query_params, "since")
-        entries = selectors.audit_log_list(tenant=self.tenant, action=request.query_params.get("action"), since=since)
+        params = request.query_params
+        entries = selectors.audit_log_list(
+            tenant=self.tenant,
+            action=params.get("action"),
+            actor=params.get("actor", "").strip()[:200] or None,
+            since=query_datetime(params, "since"),
+            until=query_datetime(params, "until"),
+        )
         paginator = DefaultPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(AuditLogSerializer(page, many=True).data)
@@ -249,8 +253,9 @@ _INVITATION_STATUSES = [*Invitation.Status.values, "all"]
         summary="Invite someone by email (admin; owner to invite an owner); the token is in this response only",
         description=(
             "Nobody is looked up: the answer is the same whether or not the address has an account "
-            "anywhere. Send the `token` to the invitee; they accept it with `POST /api/invitations/accept` "
-            "while signed in with this email. A newer invitation to the same address replaces a pending one. "
+            "anywhere. Send `accept_url` (the dashboard's page for the `token`) to the invitee; they accept "
+            "it there, or with `POST /api/invitations/accept`, while signed in with this email. "
+            "A newer invitation to the same address replaces a pending one. "
             "409 when someone with this email is already a member of this tenant."
         ),
         request=InvitationCreateSerializer,
@@ -291,12 +296,13 @@ class InvitationViewSet(TenantViewSet):
         invitation, token = invitations.invitation_create(
             tenant=self.tenant,
             actor=self.actor(),
-            actor_role=self._inviter_ceiling(),
+            actor_role=self.principal.grant_ceiling,  # a key cannot invite above itself
             email=payload.validated_data["email"],
             role=payload.validated_data["role"],
             invited_by=self.principal.user,
         )
         invitation.token = token
+        invitation.accept_url = invitations.invitation_link(token=token, base_url=public_base_url(request))
         return Response(InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, pk=None):
@@ -304,13 +310,6 @@ class InvitationViewSet(TenantViewSet):
             tenant=self.tenant, actor=self.actor(), actor_role=self.principal.role, invitation=self.get_object()
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    def _inviter_ceiling(self) -> str:
-        # Through a key, the key's own ceiling counts too: a key cannot invite above itself.
-        principal = self.principal
-        if principal.api_key is not None:
-            return lower_role(principal.api_key.role, principal.role)
-        return principal.role
 
 
 class InvitationAcceptView(APIView):
@@ -338,12 +337,7 @@ class InvitationAcceptView(APIView):
     def post(self, request):
         payload = InvitationAcceptSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        actor = Actor(
-            user=request.user,
-            label=f"user:{request.user.get_username()}",
-            ip=client_address(request),
-            request_id=getattr(request, "request_id", ""),
-        )
+        actor = Actor.of_user(request.user, ip=client_address(request), request_id=getattr(request, "request_id", ""))
         token = payload.validated_data["token"]
         membership = invitations.invitation_accept(token=token, user=request.user, actor=actor)
         return Response(InvitationAcceptedSerializer(membership).data)

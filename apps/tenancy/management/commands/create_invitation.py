@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.exceptions import APIException
 
-from apps.tenancy.invitations import invitation_create
+from apps.core.urls_public import public_base_url
+from apps.tenancy.invitations import invitation_create, invitation_link
 from apps.tenancy.models import Role, Tenant
 from apps.tenancy.principal import Actor
 
@@ -11,7 +12,8 @@ from apps.tenancy.principal import Actor
 class Command(BaseCommand):
     help = (
         "Invite an email address to a tenant and print the invitation token once (only its hash is "
-        "stored). The invitee accepts it signed in with that address: POST /api/invitations/accept."
+        "stored) and its link. The invitee opens the link signed in with that address (or POSTs the token "
+        "to /api/invitations/accept). The link is a path unless PUBLIC_BASE_URL is set."
     )
 
     def add_arguments(self, parser):
@@ -32,6 +34,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc.detail)) from exc
         self.stdout.write(
             f"Invitation for {invitation.email} to {found.slug} as {invitation.role}, "
-            f"valid until {invitation.expires_at:%Y-%m-%d %H:%M} UTC. Send this token; it is not shown again:"
+            f"valid until {invitation.expires_at:%Y-%m-%d %H:%M} UTC. Send the link (or the token, last line); "
+            "neither is shown again:"
         )
+        self.stdout.write(f"Link: {invitation_link(token=token, base_url=public_base_url())}")
         self.stdout.write(self.style.SUCCESS(token))
