@@ -22,7 +22,9 @@ def run_turn(tenant, text: str, *, session=None) -> Turn:
         tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
     agent = Agent.objects.get(tenant=tenant, name="assistant")
     session = session or conversations.session_create(tenant=tenant, agent=agent, title="Arithmetic")
-    _, turn = conversations.message_post(tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": text}])
+    _, turn = conversations.message_post(
+        tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": text}]
+    )
     turn.refresh_from_db()
     assert turn.status == Turn.Status.COMPLETED, turn.error
     return turn
@@ -35,12 +37,13 @@ def test_a_finished_turn_records_each_model_call_for_the_waterfall():
     assert [c["step"] for c in calls] == [1, 2]  # asked for the calculator, then answered
     assert all(c["ok"] and c["model"] == "offline/offline-small" and c["ms"] >= 0 for c in calls)
     assert sum(c["ms"] for c in calls) == pytest.approx(timings["model_ms"], abs=0.05)
-    assert timings["context_at"] and timings["context_ms"] >= 0
+    assert timings["context_at"]
+    assert timings["context_ms"] >= 0
 
 
 @pytest.mark.e2e
 def test_the_observatory_shows_context_decision_tools_tokens_cost_and_a_waterfall(page, sign_in, dashboard_server):
-    user, tenant = sign_in("viewer")
+    _user, tenant = sign_in("viewer")
     turn = run_turn(tenant, "what is 12*(3+4)?")
 
     page.goto(f"/turns/{turn.pk}/")

@@ -124,7 +124,7 @@ def memory_timeline(request):
 @member_required(role=Role.MEMBER)
 def memory_entry_delete(request, entry_id):
     tenant = request.principal.tenant
-    entry = selectors.memory_entry_list(tenant=tenant).filter(pk=entry_id).only("pk", "collection").first()
+    entry = selectors.memory_entry_list(tenant=tenant).filter(pk=entry_id).first()
     if entry is None or not services.memory_entry_delete(tenant=tenant, collection=entry.collection, entry_id=entry.pk):
         raise Http404("No such memory entry.")
     if request.headers.get("HX-Request"):
