@@ -121,6 +121,13 @@ def waterfall(*, turn, tool_calls, approvals) -> dict:
         "approval": sum(bar.ms for bar in bars if bar.kind == "approval") or None,
         "run": float(end_ms) if end_ms is not None else None,
     }
+    if totals["run"] is not None:
+        # What the platform did besides the context, the model and the tools (writes, events,
+        # policy, streaming), and the waits for people, which are no one's overhead.
+        measured = sum(totals[key] or 0.0 for key in ("context", "model", "tools", "approval"))
+        totals["other"] = max(0.0, totals["run"] - measured) or None
+    else:
+        totals["other"] = None
     return {
         "bars": placed,
         "total_ms": total,

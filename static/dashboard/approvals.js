@@ -1,6 +1,8 @@
 // The approvals inbox, live: the tenant's /ws stream (the session cookie authenticates a
 // same-origin socket) says when an approval is requested or resolved, and the list partial is
 // fetched again with htmx. While the socket is down the list is polled instead.
+import { localizeTimes } from "./app.js";
+
 const LIVE_TYPES = new Set(["approval_request", "approval_resolved"]);
 const POLL_MS = 5000;
 
@@ -78,6 +80,11 @@ function connect() {
 
 function start() {
   if (!listElement()) return;
+  // The list is swapped whole (outerHTML): the frame localizes the old element, so do the new one.
+  document.body.addEventListener("htmx:afterSettle", () => {
+    const list = listElement();
+    if (list) localizeTimes(list);
+  });
   document.addEventListener("focusout", () => {
     if (deferred) setTimeout(() => !busy() && refresh(), 0);
   });

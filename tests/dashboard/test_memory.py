@@ -111,7 +111,10 @@ def test_the_timeline_shows_the_episodes_of_answered_turns_and_empty_states(page
     expect(item).to_have_count(1)
     expect(item).to_contain_text("roadmap")
     expect(item.get_by_role("link", name="Turn")).to_have_attribute("href", f"/turns/{turn.pk}/")
-    expect(item.get_by_role("link", name="Session")).to_have_attribute("href", f"/chat/{session.pk}/")
+    expect(item.get_by_role("link", name="Planning")).to_have_attribute("href", f"/chat/{session.pk}/")
+    item.get_by_role("link", name="only this session").click()
+    expect(page.get_by_text("in one session")).to_be_visible()
+    expect(page.get_by_test_id("timeline").locator(".timeline-item")).to_have_count(1)
 
 
 def test_memory_writes_need_the_roles_the_api_needs(client):

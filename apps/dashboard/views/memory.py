@@ -108,7 +108,13 @@ def memory_page(request):
 def memory_timeline(request):
     """Episodes (what each answered turn was about), newest first, grouped by day."""
     tenant = request.principal.tenant
-    episodes = selectors.memory_entry_list(tenant=tenant, kind=MemoryKind.EPISODIC)[:TIMELINE_SIZE]
+    try:
+        session_id = uuid.UUID(request.GET.get("session", ""))
+    except ValueError:
+        session_id = None
+    episodes = selectors.memory_entry_list(tenant=tenant, kind=MemoryKind.EPISODIC, session_id=session_id)
+    # The session's title for each episode, in the same query.
+    episodes = episodes.select_related("session")[:TIMELINE_SIZE]
     days: list[dict] = []
     for entry in episodes:
         day = entry.created_at.date()
@@ -117,7 +123,8 @@ def memory_timeline(request):
         days[-1]["episodes"].append(
             {"entry": entry, "session_url": session_href(entry.session_id) if entry.session_id else None}
         )
-    return render(request, "dashboard/memory/timeline.html", {"days": days, "limit": TIMELINE_SIZE})
+    context = {"days": days, "limit": TIMELINE_SIZE, "session_filter": session_id}
+    return render(request, "dashboard/memory/timeline.html", context)
 
 
 @require_POST
