@@ -91,3 +91,38 @@ def test_another_tenants_turn_is_a_404_page(client):
     client.force_login(user)
     assert client.get(f"/turns/{turn.pk}/").status_code == 404
     assert client.get(f"/turns/{turn.session_id}/").status_code == 404
+
+
+def test_a_resumed_turn_keeps_its_earlier_model_calls_and_shows_the_wait_for_approval(client):
+    from apps.conversations.turns.services import turn_resume
+    from apps.policy.models import Approval
+    from apps.policy.services import tool_rule_set
+    from apps.tenancy.principal import Principal
+
+    tenant = TenantFactory()
+    tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
+    tool_rule_set(tenant=tenant, actor=Actor.system("test"), tool_name="calculator", action="require_approval")
+    agent = Agent.objects.get(tenant=tenant, name="assistant")
+    session = conversations.session_create(tenant=tenant, agent=agent)
+    _, turn = conversations.message_post(
+        tenant=tenant, session=session, role="user", parts=[{"type": "text", "text": "what is 6*7?"}]
+    )
+    admin = MembershipFactory(tenant=tenant, role="admin").user
+    principal = Principal(tenant=tenant, role="admin", user=admin, scopes=("read", "write", "admin"))
+    turn_resume(
+        tenant=tenant,
+        actor=principal.as_actor(),
+        actor_role="admin",
+        approval=Approval.objects.get(turn=turn),
+        approve=True,
+        reason="fine",
+    )  # the resumed attempt runs inline here (eager tasks)
+    turn.refresh_from_db()
+    assert turn.status == Turn.Status.COMPLETED, turn.error
+    assert [c["step"] for c in turn.metadata["timings"]["model_calls"]] == [1, 2]  # both attempts' calls
+
+    client.force_login(admin)
+    page = client.get(f"/turns/{turn.pk}/").content.decode()
+    assert "Approval: calculator" in page
+    assert "Waiting for approval" in page
+    assert page.count('class="wf-bar"') == 6  # queue, context, two model calls, the approval, the tool
