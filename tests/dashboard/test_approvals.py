@@ -69,6 +69,8 @@ def test_a_viewer_sees_pending_approvals_but_no_buttons(page, sign_in):
     expect(page.get_by_text("Deciding approvals needs the Admin role")).to_be_visible()
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     expect(page.get_by_role("button", name="Deny")).to_have_count(0)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_deciding_needs_the_tenants_approval_role_on_the_server(client):

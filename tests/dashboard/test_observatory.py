@@ -68,6 +68,8 @@ def test_the_observatory_shows_context_decision_tools_tokens_cost_and_a_waterfal
     assert all(w.endswith("%") and float(w[:-1]) > 0 for w in widths), widths
 
     expect(page.get_by_role("link", name="Back to the session")).to_have_attribute("href", f"/chat/{turn.session_id}/")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: long prompts scroll inside their card
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 @pytest.mark.e2e
