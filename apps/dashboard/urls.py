@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.dashboard.views import auth, home
+from apps.dashboard.views import auth, home, observatory
 
-# The Build and Tenant sections' sidebars follow this import order (each module adds its own item).
+# The sidebar's items follow this import order (each page module adds its own NavItem).
 # isort: off
+from apps.dashboard.views import approvals, memory
 from apps.dashboard.views import agents, providers, skills, policy, workspace
 from apps.dashboard.views import keys, members, audit, usage, invite
 # isort: on
@@ -20,6 +21,16 @@ urlpatterns = [
     path("logout/", auth.SignOutView.as_view(), name="logout"),
     path("account/password/", auth.password_change, name="password_change"),
     path("switch-tenant/", auth.switch_tenant, name="switch_tenant"),
+    # Turn observatory, approvals inbox, memory (docs/dashboard.md).
+    path("turns/<uuid:turn_id>/", observatory.turn_detail, name="turn"),
+    path("approvals/", approvals.approvals_page, name="approvals"),
+    path("approvals/list/", approvals.approvals_list, name="approvals_list"),
+    path("approvals/<uuid:approval_id>/decide/", approvals.approval_decide, name="approval_decide"),
+    path("memory/", memory.memory_page, name="memory"),
+    path("memory/timeline/", memory.memory_timeline, name="memory_timeline"),
+    path("memory/entries/<uuid:entry_id>/delete/", memory.memory_entry_delete, name="memory_entry_delete"),
+    path("memory/delete/", memory.memory_bulk_delete, name="memory_bulk_delete"),
+    path("memory/clear/", memory.memory_collection_clear, name="memory_clear"),
     # Build: agents, providers, skills & plugins, policy, workspace
     path("agents/", agents.agent_list, name="agents"),
     path("agents/new/", agents.agent_new, name="agent_new"),

@@ -7,9 +7,17 @@ from django.db.models import QuerySet
 from apps.policy.models import Approval, PolicySettings, ToolRule
 
 
-def approval_list(*, tenant, status: str | None = Approval.Status.PENDING) -> QuerySet[Approval]:
+def approval_list(*, tenant, status: str | None = Approval.Status.PENDING, turn=None) -> QuerySet[Approval]:
     approvals = Approval.objects.filter(tenant=tenant).select_related("turn", "tool_call")
+    if turn is not None:
+        approvals = approvals.filter(turn=turn)
     return approvals.filter(status=status) if status else approvals
+
+
+def approval_history(*, tenant, limit: int = 20) -> list[Approval]:
+    """The tenant's latest decided (or expired) approvals, most recently decided first."""
+    decided = approval_list(tenant=tenant, status=None).exclude(status=Approval.Status.PENDING)
+    return list(decided.select_related("turn__session").order_by("-decided_at", "-created_at")[:limit])
 
 
 def approval_get(*, tenant, approval_id: uuid.UUID) -> Approval | None:

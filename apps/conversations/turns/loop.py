@@ -51,6 +51,7 @@ class TurnRunner:
         self.cost = turn.cost_usd or Decimal("0")
         self.models = ModelCall(self)
         self.context_ms = 0.0  # assembling the context (memory recall included)
+        self.context_at = None  # when this attempt began assembling it
         self.heartbeat: Heartbeat | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -81,7 +82,7 @@ class TurnRunner:
         try:
             if self.agent is None or not self.agent.enabled:
                 raise TurnFailure("The session's agent is missing or disabled.")
-            started = time.perf_counter()
+            started, self.context_at = time.perf_counter(), timezone.now()
             context = build_context(turn=self.turn, agent=self.agent)
             self.context_ms = (time.perf_counter() - started) * 1000
             selection = self._select(context)
@@ -205,6 +206,9 @@ class TurnRunner:
                     "model_ms": round(self.spent.model_ms, 2),
                     "tool_ms": round(self.spent.tool_ms, 2),
                     "context_ms": round(self.context_ms, 2),
+                    "context_at": self.context_at.isoformat() if self.context_at else None,
+                    # Each model call's start and length (model_call.py), for the observatory.
+                    "model_calls": list(self.spent.model_calls),
                 },
             },
         }

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.agents import routing
 from apps.agents.breaker import guarded_chat
@@ -111,7 +112,7 @@ class ModelCall:
                 failures.append(f"{candidate.ref}: {exc}")
                 continue
             self.stream.start_attempt()
-            called_at = time.perf_counter()
+            called_at, called_wall = time.perf_counter(), timezone.now()
             try:
                 result = guarded_chat(
                     candidate.provider,
@@ -124,7 +125,7 @@ class ModelCall:
                 )
             except ProviderUnavailable as exc:
                 self._release()
-                self.runner.spent.model_ms += (time.perf_counter() - called_at) * 1000
+                self._timed(candidate, called_wall, called_at, ok=False)
                 failures.append(f"{candidate.ref}: {exc}")
                 following = selection.candidates[index + 1].ref if index + 1 < len(selection.candidates) else None
                 self.runner.emit(
@@ -144,7 +145,7 @@ class ModelCall:
             except BaseException:
                 self._release()
                 raise
-            self.runner.spent.model_ms += (time.perf_counter() - called_at) * 1000
+            self._timed(candidate, called_wall, called_at, ok=True)
             self._account(candidate, result.usage, offline=result.offline)
             self.stream.flush()
             return result
@@ -154,6 +155,20 @@ class ModelCall:
                 str(refusal) + (" Other models: " + "; ".join(others) if others else ""), scope=refusal.scope
             )
         raise TurnFailure("No model could answer: " + "; ".join(failures), kind="upstream")
+
+    def _timed(self, candidate, called_wall, called_at: float, *, ok: bool) -> None:
+        """Add the call's time to the turn's model time, and its span to the observatory's list."""
+        ms = (time.perf_counter() - called_at) * 1000
+        self.runner.spent.model_ms += ms
+        self.runner.spent.model_calls.append(
+            {
+                "step": self.runner.step,
+                "model": candidate.ref,
+                "at": called_wall.isoformat(),
+                "ms": round(ms, 2),
+                "ok": ok,
+            }
+        )
 
     def _reserve(self, candidate, input_tokens: int) -> None:
         estimate = routing.estimate_call_cost_usd(

@@ -63,6 +63,9 @@ class Spent:
     tool_call_count: int = 0
     model_ref: str = ""
     offline: bool = False
+    # One entry per model call, for the observatory's waterfall: {"step", "model", "at" (ISO
+    # start), "ms", "ok"}. Kept in the progress record so a resumed turn keeps its earlier calls.
+    model_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
