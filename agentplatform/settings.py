@@ -451,6 +451,28 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- attachments -----------------------------------------------------------------------------
+# Files uploaded to sessions (POST /api/sessions/{id}/attachments) are stored under
+# ATTACHMENT_ROOT/<tenant id>/, named by the attachment's id (never by a name from the client).
+ATTACHMENT_ROOT = Path(env("ATTACHMENT_ROOT", default=str(VAR_DIR / "attachments"))).resolve()
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+ATTACHMENT_ALLOWED_TYPES = env.list(
+    "ATTACHMENT_ALLOWED_TYPES",
+    default=[
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "text/plain",
+        "text/markdown",
+        "text/csv",
+        "application/json",
+        "application/pdf",
+    ],
+)
+# What the text files of one turn (its input and its history) may take of the model's context.
+ATTACHMENT_TEXT_TOKEN_BUDGET = env.int("ATTACHMENT_TEXT_TOKEN_BUDGET", default=4000)
+
 # --- tools, plugins and skills ---------------------------------------------------------------
 # Each tenant's workspace (the workspace_* tools and /api/editor) is WORKSPACE_ROOT/<tenant id>/.
 WORKSPACE_ROOT = Path(env("WORKSPACE_ROOT", default=str(VAR_DIR / "workspaces"))).resolve()

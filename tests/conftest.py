@@ -77,6 +77,12 @@ def _heartbeat_out_of_the_way(settings):
     settings.TURN_HEARTBEAT_SECONDS = 3600.0
 
 
+@pytest.fixture(autouse=True)
+def _attachments_in_tmp(settings, tmp_path_factory):
+    """Uploaded attachments go under the test run's temporary directory, not var/."""
+    settings.ATTACHMENT_ROOT = tmp_path_factory.getbasetemp() / "attachments"
+
+
 @pytest.fixture
 def tenant(db) -> Tenant:
     return TenantFactory()

@@ -98,6 +98,13 @@ def _populate_conversations(tenant: Tenant, user) -> list[str]:
     call = ToolCall.objects.create(tenant=tenant, turn=turn, step=1, call_id=f"call-{tenant.slug}", name="calculator")
     feedback = Feedback.objects.create(tenant=tenant, turn=turn, user=user, grade=5)
     event = publish(tenant, "chat_complete", {"text": "a"}, session=session, turn=turn)
+    from apps.conversations.attachments import attachment_create
+    from apps.conversations.forks import session_fork
+
+    attachment = attachment_create(
+        tenant=tenant, session=session, filename="notes.txt", declared_type="text/plain", data=b"notes"
+    )
+    fork = session_fork(tenant=tenant, session=session, message_id=question.pk)
     from apps.policy.models import Approval, PolicySettings, ToolRule
     from apps.policy.services import approval_request
 
@@ -116,6 +123,8 @@ def _populate_conversations(tenant: Tenant, user) -> list[str]:
         str(event["id"]),
         rule.tool_name,
         str(approval.pk),
+        attachment.ref,
+        str(fork.pk),
     ]
 
 

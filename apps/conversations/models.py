@@ -25,6 +25,14 @@ class ChatSession(TenantOwnedModel):
     metadata = models.JSONField(default=dict, blank=True)
     archived = models.BooleanField(default=False)
     last_activity_at = models.DateTimeField(auto_now_add=True)
+    # A fork (apps/conversations/forks.py) starts as a copy of another session's history; the
+    # parent stays as it was, so the old branch is still there to read. SET_NULL: deleting the
+    # parent leaves its forks whole (they hold copies of the messages and attachments).
+    forked_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
+    forked_at_message = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # "at": the history up to and including forked_at_message; "before": strictly before it
+    # (the edit-and-resend of the chat page). Blank for a session that is no fork.
+    fork_kind = models.CharField(max_length=8, blank=True)
 
     class Meta:
         ordering = ["-last_activity_at"]
@@ -240,3 +248,38 @@ class SpendLedger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.month:%Y-%m} key={self.api_key_id}: ${self.cost_usd}"
+
+
+class Attachment(TenantOwnedModel):
+    """A file uploaded to a session, named in message parts by `ref`.
+
+    The bytes live at ATTACHMENT_ROOT/<tenant id>/<id> (apps/conversations/attachments.py); no
+    path or name from the client is ever part of it. A ref is unique within its session: a fork
+    copies its parent's attachments with the same refs, so copied messages resolve as before.
+    """
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="attachments")
+    ref = models.CharField(max_length=64)
+    filename = models.CharField(max_length=255)
+    mime_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who uploaded it as the principal names itself: "user:<name>" or "api_key:<prefix>".
+    uploaded_by_label = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["session", "ref"], name="attachment_ref_per_session")]
+        indexes = [models.Index(fields=["tenant", "ref"], name="attachment_tenant_ref")]
+
+    def __str__(self) -> str:
+        return f"{self.ref} ({self.filename})"
+
+    @property
+    def is_image(self) -> bool:
+        return self.mime_type.startswith("image/")

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from apps.conversations.attachments import attachments_forget_session, parts_resolve_refs
 from apps.conversations.budgets import BudgetExhausted, budget_check
 from apps.conversations.models import ChatSession, Feedback, Message, Turn
 from apps.conversations.turns import state
@@ -77,6 +78,7 @@ def session_delete(*, tenant, session: ChatSession) -> None:
         active = Turn.objects.filter(session=session, status__in=Turn.ACTIVE).values_list("pk", flat=True)
         for turn_id in active:
             state.turn_stop(turn_id=turn_id, reason=state.CANCELLED, keep_partial=False)
+        attachments_forget_session(tenant=tenant, session=session)
         ChatSession.objects.filter(pk=session.pk, tenant=tenant).delete()
 
 
@@ -144,6 +146,8 @@ def message_post(
         check_monthly_budget(tenant=tenant, api_key=api_key)
         if session.agent is None or not session.agent.enabled:
             raise ValidationError({"session": ["This session's agent is missing or disabled; assign an agent."]})
+    # A ref must name one of the session's attachments; the part takes the stored type and name.
+    parts = parts_resolve_refs(tenant=tenant, session=session, parts=parts)
     clean_parts, findings = _redact_parts(parts)
     metadata = {"redactions": findings} if findings else {}
     try:

@@ -63,8 +63,23 @@ class ApiErrorMiddleware:
         return json_error(500, "Internal server error", "The error was logged; retry later or report it.")
 
 
+# Uploads of attachments may be larger than any other body: ATTACHMENT_MAX_BYTES in base64
+# (4/3) plus room for the multipart or JSON framing. The view checks the file's own size.
+_UPLOAD_ROUTE = re.compile(r"^/api/sessions/[^/]+/attachments/?$")
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+
+
+def body_limit_for(request) -> tuple[int, str]:
+    """(the body cap of this request, the setting that sets it)."""
+    if request.method == "POST" and _UPLOAD_ROUTE.match(request.path_info):
+        upload_cap = settings.ATTACHMENT_MAX_BYTES * 4 // 3 + UPLOAD_OVERHEAD_BYTES
+        return max(settings.MAX_BODY_BYTES, upload_cap), "ATTACHMENT_MAX_BYTES"
+    return settings.MAX_BODY_BYTES, "MAX_BODY_BYTES"
+
+
 class BodySizeLimitMiddleware:
-    """Refuses a declared body over MAX_BODY_BYTES before anything reads it (413).
+    """Refuses a declared body over MAX_BODY_BYTES before anything reads it (413); the
+    attachment upload route has its own, larger cap (body_limit_for).
 
     Bodies without a Content-Length are capped when read, through DATA_UPLOAD_MAX_MEMORY_SIZE.
     """
@@ -78,12 +93,12 @@ class BodySizeLimitMiddleware:
             length = int(declared)
         except ValueError:
             return json_error(400, "Bad request", "Content-Length is not a number.")
-        limit = settings.MAX_BODY_BYTES
+        limit, setting = body_limit_for(request)
         if length > limit:
             return json_error(
                 413,
                 "Payload too large",
-                f"Request body is {length} bytes; the limit is {limit} bytes (MAX_BODY_BYTES).",
+                f"Request body is {length} bytes; the limit is {limit} bytes ({setting}).",
             )
         return self.get_response(request)
 

@@ -23,6 +23,28 @@ def content_text(content: str | list[dict[str, Any]]) -> str:
     return "\n".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
 
 
+# Text files reach models fenced in <attachment name=... type=... size=...> (the turn context
+# writes them); every part made from an attachment also carries an `attachment` dict that the
+# providers drop and the offline model reads.
+ATTACHMENT_TAG = "attachment"
+
+
+def attachments_in(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the turn context said about each attachment of a message (name, type, size, shown)."""
+    if isinstance(content, str):
+        return []
+    return [part["attachment"] for part in content if isinstance(part.get("attachment"), dict)]
+
+
+def typed_text(content: str | list[dict[str, Any]]) -> str:
+    """The text the person typed: content_text without the attachments' contents and notes."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        str(part.get("text", "")) for part in content if part.get("type") == "text" and "attachment" not in part
+    )
+
+
 def image_parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return []

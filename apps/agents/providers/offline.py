@@ -15,7 +15,8 @@ Behaviour, decided from the conversation alone:
      call `calculator` `{"expression": "<the expression>"}`;
    - it starts with "remember (that) ..." and a `remember` tool is offered ->
      call `remember` `{"fact": "<the rest>"}`;
-   - else a labeled echo of the message with a hint on configuring a real provider, followed by
+   - else a labeled echo of the message (what was typed; attached files are named with their
+     type, size and how much of them was read) with a hint on configuring a real provider, followed by
      the memories the context recalled for this turn, if any ("I remember: ..."), so a fresh
      install shows long-term memory working across sessions without a real model.
 Text streams through `on_text` word by word; usage counts ceil(characters / 4).
@@ -36,7 +37,7 @@ from apps.agents.providers.base import (
     ToolSpec,
     Usage,
 )
-from apps.agents.providers.common import content_text, image_parts
+from apps.agents.providers.common import attachments_in, content_text, image_parts, typed_text
 from apps.agents.tokens import estimate_tokens
 from apps.core.constants import MEMORY_CONTEXT_HEADER as MEMORY_HEADER
 
@@ -81,7 +82,9 @@ class OfflineClient:
             return self._answer(_summarise(trailing_results), served, input_tokens, on_text)
 
         user = next((m for m in reversed(messages) if m.role == "user"), None)
-        text = content_text(user.content).strip() if user else ""
+        # What was typed: an attached file's contents must not trigger a tool (a CSV of numbers
+        # is no arithmetic question).
+        text = typed_text(user.content).strip() if user else ""
         number = 1 + sum(len(m.tool_calls) for m in messages if m.role == "assistant")
         if "current_time" in offered and _TIME_RE.search(text):
             return self._call("current_time", {}, number, served, input_tokens)
@@ -96,8 +99,11 @@ class OfflineClient:
             fact = remembered.group("fact").strip()[:FACT_LIMIT]
             return self._call("remember", {"fact": fact}, number, served, input_tokens)
 
-        answer = f"{LABEL} I received: {text[:ECHO_LIMIT]}."
-        images = len(image_parts(user.content)) if user else 0
+        answer = f"{LABEL} I received: {text[:ECHO_LIMIT]}." if text else f"{LABEL} I received no text."
+        files = attachments_in(user.content) if user else []
+        if files:
+            answer += " " + describe_attachments(files)
+        images = len([p for p in image_parts(user.content) if "attachment" not in p]) if user else 0
         if images:
             answer += f" I cannot see images ({images} attached)."
         answer = f"{answer} {CONFIGURE_HINT}"
@@ -137,6 +143,29 @@ class OfflineClient:
 
     def probe(self) -> ProbeResult:
         return ProbeResult(reachable=True, latency_ms=0.0, models_seen=1)
+
+
+def describe_attachments(files: list[dict]) -> str:
+    """ "I was given 2 files: notes.txt (text/plain, 1234 bytes, 1200 characters read); ..."."""
+    described = []
+    for info in files:
+        name = info.get("name") or info.get("ref") or "a file"
+        facts = [info[key] for key in ("mime_type",) if info.get(key)]
+        if info.get("size") is not None:
+            facts.append(f"{info['size']} bytes")
+        shown = info.get("shown")
+        if shown == "text":
+            read = f"{info.get('chars_shown', 0)} of {info.get('chars', 0)} characters read"
+            facts.append(read if info.get("truncated") else f"all {info.get('chars', 0)} characters read")
+        elif shown == "image":
+            facts.append("an image I cannot see")
+        elif shown == "missing":
+            facts.append("deleted")
+        else:
+            facts.append("not read")
+        described.append(f"{name} ({', '.join(facts)})")
+    noun = "file" if len(files) == 1 else "files"
+    return f"I was given {len(files)} {noun}: " + "; ".join(described) + "."
 
 
 def find_expression(text: str) -> str:

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+from apps.conversations.models import Attachment, ChatSession, Feedback, Message, ToolCall, Turn
 from apps.conversations.turns.services import MULTITASK_STRATEGIES
 
 MAX_PARTS = 20
@@ -16,7 +16,12 @@ class PartSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["text", "image", "file"])
     text = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT_CHARS, trim_whitespace=False)
     url = serializers.CharField(required=False, max_length=2_000_000, help_text="http(s) URL or a data: URI")
-    ref = serializers.CharField(required=False, max_length=500, help_text="A reference to a stored file")
+    ref = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="An attachment of this session (`POST /api/sessions/{id}/attachments` answers it); the part "
+        "then takes the attachment's type and name.",
+    )
     mime_type = serializers.CharField(required=False, max_length=100)
 
     def validate(self, attrs):
@@ -86,6 +91,21 @@ class MessageSerializer(serializers.ModelSerializer):
 class SessionSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.name", read_only=True, default=None)
     agent_id = serializers.UUIDField(read_only=True)
+    forked_from = serializers.UUIDField(
+        source="forked_from_id", read_only=True, allow_null=True, help_text="The session this one was forked from."
+    )
+    forked_at_message = serializers.UUIDField(
+        source="forked_at_message_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The parent's message the fork was cut at (see `fork_kind`).",
+    )
+    fork_kind = serializers.ChoiceField(
+        choices=["at", "before", ""],
+        read_only=True,
+        help_text="`at`: the history up to and including `forked_at_message`; `before`: strictly before it; "
+        '"" for a session that is no fork.',
+    )
 
     class Meta:
         model = ChatSession
@@ -100,8 +120,23 @@ class SessionSerializer(serializers.ModelSerializer):
             "archived",
             "created_at",
             "last_activity_at",
+            "forked_from",
+            "forked_at_message",
+            "fork_kind",
         ]
         read_only_fields = fields
+
+
+class SessionDetailSerializer(SessionSerializer):
+    forks = serializers.SerializerMethodField(help_text="The sessions forked from this one, oldest first.")
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "forks"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_forks(self, session: ChatSession) -> list[str]:
+        return [str(pk) for pk in session.forks.order_by("created_at").values_list("pk", flat=True)]
 
 
 class SessionWriteSerializer(serializers.Serializer):
@@ -245,6 +280,12 @@ class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
         "must be that session's agent.",
     )
     multitask = MultitaskField()
+    parts = PartSerializer(
+        many=True,
+        required=False,
+        help_text="More parts after `text`: images and files by `url` or by the `ref` of one of the session's "
+        "attachments (refs need `sessionId`: attachments are uploaded to a session).",
+    )
 
     def validate(self, attrs):
         given = {name: attrs.pop(name) for name in SESSION_SPELLINGS if name in attrs}
@@ -253,6 +294,18 @@ class AgentMessageSerializer(StrictFieldsMixin, serializers.Serializer):
                 {name: ["Names a different session than the other session field."] for name in given}
             )
         attrs["session_id"] = next(iter(given.values()), None)
+        parts = attrs.get("parts") or []
+        if len(parts) >= MAX_PARTS:
+            raise serializers.ValidationError({"parts": [f"At most {MAX_PARTS} parts, `text` included."]})
+        if attrs["session_id"] is None and any(p.get("ref") for p in parts):
+            raise serializers.ValidationError(
+                {
+                    "parts": [
+                        "A ref names an attachment of a session: create the session, upload to "
+                        "/api/sessions/{id}/attachments, then send `sessionId` with the message."
+                    ]
+                }
+            )
         return attrs
 
 
@@ -274,3 +327,45 @@ class TaskReplySerializer(serializers.Serializer):
     taskId = serializers.CharField()  # noqa: N815
     text = serializers.CharField()
     metadata = serializers.DictField()
+
+
+# --- attachments and forks ------------------------------------------------------------------------
+
+
+class AttachmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Attachment
+        fields = ["ref", "filename", "mime_type", "size", "sha256", "width", "height", "created_at"]
+        read_only_fields = fields
+
+
+class AttachmentUploadSerializer(StrictFieldsMixin, serializers.Serializer):
+    """The JSON form of an upload, for programs; browsers send multipart with a `file` field."""
+
+    filename = serializers.CharField(max_length=1000, help_text="A label; only its last path segment is kept.")
+    mime_type = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="Default: guessed from the file name."
+    )
+    data = serializers.CharField(help_text="The file's bytes, base64 (a `data:` URL is accepted too).")
+
+
+class AttachmentMultipartSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The file; its part's Content-Type is its type (else the name says).")
+
+
+class SessionForkSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Exactly one of the two: where the fork is cut."""
+
+    at_message_id = serializers.UUIDField(
+        required=False, help_text="Copy the history up to and including this message."
+    )
+    before_message_id = serializers.UUIDField(
+        required=False, help_text="Copy the history strictly before this message (edit and resend)."
+    )
+
+    def validate(self, attrs):
+        given = [name for name in ("at_message_id", "before_message_id") if attrs.get(name)]
+        if len(given) != 1:
+            message = "Send exactly one of at_message_id and before_message_id."
+            raise serializers.ValidationError({name: [message] for name in given or ["at_message_id"]})
+        return attrs

@@ -3,13 +3,24 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from apps.conversations.api import views, views_approvals, views_sync, views_tools
+from apps.conversations.api import views, views_approvals, views_attachments, views_sync, views_tools
 
 router = SimpleRouter(trailing_slash=False)
 router.register("sessions", views.SessionViewSet, basename="session")
 
 urlpatterns = [
     path("sessions/<str:session_id>/messages", views.SessionMessagesView.as_view(), name="session-messages"),
+    path(
+        "sessions/<str:session_id>/attachments",
+        views_attachments.SessionAttachmentsView.as_view(),
+        name="session-attachments",
+    ),
+    path(
+        "sessions/<str:session_id>/attachments/<str:ref>",
+        views_attachments.SessionAttachmentView.as_view(),
+        name="session-attachment",
+    ),
+    path("sessions/<str:session_id>/fork", views_attachments.SessionForkView.as_view(), name="session-fork"),
     path(
         "sessions/<str:session_id>/turns/<str:turn_id>/retry",
         views.SessionTurnRetryView.as_view(),

@@ -21,6 +21,7 @@ from apps.conversations.api.serializers import (
     MessageAcceptedSerializer,
     MessagePostSerializer,
     MessageSerializer,
+    SessionDetailSerializer,
     SessionSerializer,
     SessionWriteSerializer,
     ToolCallSerializer,
@@ -91,7 +92,10 @@ class SessionScopedMixin:
         parameters=[OpenApiParameter("archived", OpenApiTypes.BOOL, description="Include archived (default true).")],
         responses={200: SessionSerializer(many=True), **ERROR_RESPONSES},
     ),
-    retrieve=extend_schema(summary="One session", responses={200: SessionSerializer, **ERROR_RESPONSES}),
+    retrieve=extend_schema(
+        summary="One session, with the sessions forked from it",
+        responses={200: SessionDetailSerializer, **ERROR_RESPONSES},
+    ),
     create=extend_schema(
         summary="Start a session with an agent",
         request=SessionWriteSerializer,
@@ -122,7 +126,7 @@ class SessionViewSet(SessionScopedMixin, TenantViewSet):
         return self.get_paginated_response(SessionSerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        return Response(SessionSerializer(self.get_object()).data)
+        return Response(SessionDetailSerializer(self.get_object()).data)
 
     def _agent(self, data):
         agent = selectors.agent_resolve(tenant=self.tenant, name_or_id=data.get("agent"))

@@ -115,7 +115,14 @@ class SyncTurnMixin(SessionScopedMixin):
     required_roles = {"POST": Role.MEMBER, "GET": Role.VIEWER}
 
     def start_turn(
-        self, *, text: str, session_id: str | None, agent_name: str | None, mode: str, multitask: str = "enqueue"
+        self,
+        *,
+        text: str,
+        session_id: str | None,
+        agent_name: str | None,
+        mode: str,
+        multitask: str = "enqueue",
+        extra_parts: list[dict] | None = None,
     ) -> Turn:
         if session_id:
             session = self.continued_session(session_id, agent_name)
@@ -132,7 +139,7 @@ class SyncTurnMixin(SessionScopedMixin):
             tenant=self.tenant,
             session=session,
             role=Message.Role.USER,
-            parts=[{"type": "text", "text": text}],
+            parts=[{"type": "text", "text": text}, *(extra_parts or [])],
             author=self.principal.user,
             api_key=self.principal.api_key,
             multitask=multitask,
@@ -164,6 +171,7 @@ class SyncTurnMixin(SessionScopedMixin):
                 agent_name=data.get("agent"),
                 mode=ChatSession.Mode.CHAT,
                 multitask=data["multitask"],
+                extra_parts=data.get("parts"),
             )
         except BudgetExhausted as exc:
             return budget_exhausted_response(exc)

@@ -16,6 +16,7 @@ from apps.agents.providers.base import ChatMessage, ToolSpec
 from apps.agents.routing import estimate_tokens
 from apps.agents.tokens import estimate_input_tokens
 from apps.conversations.models import Message, Turn
+from apps.conversations.turns.attachment_parts import AttachmentParts
 from apps.memory.selectors import context_query_vector, memory_for_context
 from apps.memory.text import CONTEXT_HEADER as MEMORY_HEADER
 from apps.tools.registry import Tool, tools_for_agent
@@ -45,21 +46,6 @@ def system_prompt_for(agent) -> str:
     if agent.persona.strip():
         sections.append(f"Persona: {agent.persona.strip()}")
     return "\n\n".join(s for s in sections if s)
-
-
-def _model_content(message: Message) -> str | list[dict[str, Any]]:
-    """Text for text-only messages; a list of parts when there are images to show the model."""
-    if not message.has_images:
-        return message.text
-    parts: list[dict[str, Any]] = []
-    for part in message.parts:
-        if part.get("type") == "text" and part.get("text"):
-            parts.append({"type": "text", "text": part["text"]})
-        elif part.get("type") == "image" and (part.get("url") or part.get("ref")):
-            parts.append(
-                {"type": "image", "url": part.get("url") or part.get("ref"), "mime_type": part.get("mime_type", "")}
-            )
-    return parts
 
 
 def _history(turn: Turn) -> list[Message]:
@@ -154,9 +140,17 @@ def build_context(*, turn: Turn, agent, query_vector: list[float] | None = None)
     memory_text = _memory_section(retrieved)
     system = "\n\n".join(part for part in (system_prompt_for(agent), rules_text, skills_text, memory_text) if part)
 
+    # Attachments: images as data when the input has one (a vision model answers), text files
+    # within one budget that the input's files use first, then the history's newest first.
+    attachments = AttachmentParts(session_id=turn.session_id, tenant_id=turn.tenant_id, agent=agent)
+    attachments.load([*history, input_message])
+    show_images = input_message.has_images
+    input_content = attachments.content(input_message, show_images=show_images)
+    history_contents = [attachments.content(m, show_images=show_images) for m in reversed(history)][::-1]
+
     messages = [ChatMessage(role="system", content=system)] if system else []
-    messages += [ChatMessage(role=m.role, content=_model_content(m)) for m in history]
-    messages.append(ChatMessage(role="user", content=_model_content(input_message)))
+    messages += [ChatMessage(role=m.role, content=c) for m, c in zip(history, history_contents, strict=True)]
+    messages.append(ChatMessage(role="user", content=input_content))
 
     # Model-agnostic (characters / 4) but complete: framing, images and the tool schemas count.
     # The engine recounts with the chosen model's tokenizer before it reserves the call's cost.
@@ -175,6 +169,8 @@ def build_context(*, turn: Turn, agent, query_vector: list[float] | None = None)
         "recall_embedded_ahead": embedded_ahead_ms is not None,
         "tools": [{"name": t.name, "description": t.description, "side_effect": t.side_effect} for t in tools],
         "input": input_message.parts,
+        # What each attachment became: image (as data), text (how much), note (named only), missing.
+        "attachments": attachments.used,
         "estimated_input_tokens": input_tokens,
     }
     return TurnContext(
