@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from apps.dashboard.views import chat  # noqa: I001 - first: the chat is the first page of "Work"
 from apps.dashboard.views import auth, home
 
 app_name = "dashboard"
@@ -14,4 +15,11 @@ urlpatterns = [
     path("logout/", auth.SignOutView.as_view(), name="logout"),
     path("account/password/", auth.password_change, name="password_change"),
     path("switch-tenant/", auth.switch_tenant, name="switch_tenant"),
+    path("chat/", chat.chat_index, name="chat"),
+    path("chat/new/", chat.chat_new, name="chat_new"),
+    path("chat/<uuid:session_id>/", chat.chat_session, name="chat_session"),
+    path("chat/<uuid:session_id>/rename/", chat.chat_rename, name="chat_rename"),
+    path("chat/<uuid:session_id>/archive/", chat.chat_archive, name="chat_archive"),
+    path("chat/<uuid:session_id>/delete/", chat.chat_delete, name="chat_delete"),
+    path("chat/<uuid:session_id>/turns/<uuid:turn_id>/", chat.chat_turn, name="chat_turn"),
 ]
