@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.dashboard.views import chat  # noqa: I001 - first: the chat is the first page of "Work"
-from apps.dashboard.views import auth, home
+from apps.dashboard.views import auth, chat, home
 
 app_name = "dashboard"
 

@@ -416,7 +416,7 @@ async function retry(turn) {
 }
 
 function editMessage(message) {
-  if ($(message, ".edit-form")) return;
+  if (!message.dataset.messageId || $(message, ".edit-form")) return;
   const body = $(message, ".msg-body");
   const form = document.createElement("form");
   form.className = "edit-form";

@@ -50,10 +50,13 @@ def test_the_sessions_list_searches_titles_and_hides_archived_ones(client, tenan
     services.session_update(tenant=tenant_with_agent, session=archived, archived=True)
 
     page = client.get("/chat/").content.decode()
-    assert "Trip planning" in page and "Tax questions" in page and "Old trip" not in page
+    assert "Trip planning" in page
+    assert "Tax questions" in page
+    assert "Old trip" not in page
 
     found = client.get("/chat/?q=trip", HTTP_HX_REQUEST="true").content.decode()
-    assert "Trip planning" in found and "Tax questions" not in found
+    assert "Trip planning" in found
+    assert "Tax questions" not in found
     assert "<html" not in found  # htmx gets the list alone
     with_archived = client.get("/chat/?q=trip&archived=1", HTTP_HX_REQUEST="true").content.decode()
     assert "Old trip" in with_archived
@@ -78,7 +81,8 @@ def test_a_member_starts_renames_archives_and_deletes_a_session(client, tenant_w
     session.refresh_from_db()
     assert session.archived
     page = client.get(f"/chat/{session.pk}/").content.decode()
-    assert "Unarchive it to continue" in page and 'id="composer"' not in page
+    assert "Unarchive it to continue" in page
+    assert 'id="composer"' not in page
 
     deleted = client.post(f"/chat/{session.pk}/delete/")
     assert deleted["Location"] == "/chat/"
@@ -89,7 +93,8 @@ def test_a_viewer_reads_but_the_server_refuses_every_write(client, tenant_with_a
     signed_in(client, tenant_with_agent, "viewer")
     session = a_session(tenant_with_agent)
     page = client.get(f"/chat/{session.pk}/").content.decode()
-    assert 'id="composer"' not in page and "you can read this conversation but not post" in page
+    assert 'id="composer"' not in page
+    assert "you can read this conversation but not post" in page
     assert 'data-can-write="0"' in page
     for url in (
         "/chat/new/",
@@ -137,7 +142,9 @@ def test_the_page_resumes_a_running_turn_from_just_before_its_first_event(client
     assert f'data-turn-id="{running.pk}" data-status="running" data-final="0"' in page
 
     partial = client.get(f"/chat/{session.pk}/turns/{done.pk}/").content.decode()
-    assert "first" in partial and "**answer one**" in partial and 'data-final="1"' in partial
+    assert "first" in partial
+    assert "**answer one**" in partial
+    assert 'data-final="1"' in partial
 
 
 def test_another_tenants_session_is_a_404_page(client, tenant_with_agent):
