@@ -181,3 +181,24 @@ def test_an_attached_file_is_uploaded_and_reaches_the_model(page, sign_in, real_
     expect(page.locator(".turn .answer")).to_contain_text("mention a pineapple")
     expect(page.locator(".msg.user .file-chip")).to_contain_text("notes.txt")
     assert "The launch code is pineapple." in json.dumps(model_server.requests[-1])
+
+
+def test_stop_ends_a_streaming_answer_and_retry_answers_again(page, sign_in, real_worker, model_server, make_provider):
+    _, tenant = sign_in("member")
+    session = stub_session(tenant, make_provider)
+    model_server.script([Reply(chunks=[f"s{i} " for i in range(1, 61)], chunk_delay=0.1), Reply(text="Second try.")])
+    open_live(page, session)
+
+    say(page, "ramble on")
+    first = page.locator(".turn").first
+    expect(first.locator(".answer")).to_contain_text("s3")
+    page.get_by_role("button", name="Stop").click()
+    expect(first.locator(".turn-status")).to_have_text("Cancelled")
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    assert "s60" not in first.locator(".answer").inner_text()
+
+    first.get_by_role("button", name="Retry").click()
+    again = page.locator(".turn").nth(1)
+    expect(again.locator(".answer")).to_have_text("Second try.")
+    expect(again.locator(".turn-status")).to_have_text("Completed")
+    assert Turn.objects.get(session=session, retry_of__isnull=False).retry_of.status == "cancelled"

@@ -22,7 +22,7 @@ from apps.dashboard.nav import NavItem, nav_add
 from apps.policy.services import approval_role
 from apps.tenancy.models import Role
 
-nav_add("Work", NavItem("Chat", "chat", "chat", also_active_under=("/chat/",)))
+nav_add("Work", NavItem("Chat", "chat", "chat"))  # /chat/<id>/ is under /chat/: highlighted too
 
 UNTITLED = "New chat"
 
