@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: vendor run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings services-up services-down services-status
+.PHONY: vendor bench-dashboard run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -88,3 +88,7 @@ bench-embeddings: $(VENV)/.dev.stamp
 # Refresh the dashboard's vendored browser libraries from the npm registry (docs/dashboard.md).
 vendor: $(VENV)/.base-ml.stamp
 	$(PY) manage.py vendor_refresh
+
+# The chat page in chromium: POST to first token drawn, and the page's JS+CSS weight.
+bench-dashboard: $(VENV)/.browser.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/dashboard_stream.py $(BENCH_ARGS)

@@ -112,7 +112,9 @@ def main() -> int:
         _manage("collectstatic", "--noinput", "-v", "0", env=env)
         base_url = f"http://{host}:{port}"
         _manage("seed_demo", "--base-url", base_url, env=env)
-        print(f"\nagentplatform on {base_url}  (admin: {base_url}/admin/  API docs: {base_url}/api/docs/)")
+        print(f"\nagentplatform on {base_url}")
+        print(f"  Dashboard: {base_url}/  (sign in as `demo`; its password is printed above on the first run)")
+        print(f"  Admin: {base_url}/admin/  API docs: {base_url}/api/docs/")
         print("Ctrl-C stops web, worker, embedder, beat and the embedded services.\n", flush=True)
 
         _children_file().write_text(f"{os.getpid()}\n")

@@ -1,27 +1,34 @@
 from __future__ import annotations
 
+import functools
+
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 
 from apps.tenancy.models import Membership, Role, Tenant
 from tests.agents.populate import populate_agents
 from tests.memory.populate import populate_memory
 from tests.tools.populate import populate_tools
 
+PASSWORD = "correct horse battery staple"
+
+
+@functools.cache
+def _password_hash() -> str:
+    # One real hash (Django's PBKDF2, a million rounds: ~0.7 s here) shared by every test user,
+    # rather than one per user: a live daphne checks it with the production hashers, and the
+    # suite creates hundreds of users.
+    return make_password(PASSWORD)
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.PostGenerationMethodCall("set_password", "correct horse battery staple")
-
-    @factory.post_generation
-    def _save(obj, create, extracted, **kwargs):  # noqa: N805 - factory_boy hook signature
-        if create:
-            obj.save()
+    password = factory.LazyFunction(_password_hash)
 
 
 class TenantFactory(factory.django.DjangoModelFactory):

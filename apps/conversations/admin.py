@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
+from apps.conversations.models import Attachment, ChatSession, Feedback, Message, ToolCall, Turn
 from apps.conversations.services import tenant_suspend_and_stop
 from apps.tenancy.admin import TenantAdmin, admin_actor
 from apps.tenancy.models import Tenant
@@ -100,3 +100,22 @@ class TenantAdminWithSuspend(TenantAdmin):
 
 admin.site.unregister(Tenant)
 admin.site.register(Tenant, TenantAdminWithSuspend)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Read-only: uploads are checked and stored by the API; deleting here would leave the file."""
+
+    list_display = ["ref", "filename", "mime_type", "size", "tenant", "session", "uploaded_by_label", "created_at"]
+    list_filter = ["mime_type", "tenant"]
+    search_fields = ["=ref", "filename", "=sha256"]
+    readonly_fields = [f.name for f in Attachment._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -183,6 +183,7 @@ def attachment_create(
     """Check and store one upload. The file is in place before its row commits, so a ref that
     can be read always has its bytes; a failed transaction removes the file again."""
     name = clean_filename(filename)
+    user = getattr(principal, "user", None)
     checked = check_content(data=data, mime_type=normalize_type(declared_type, name))
     attachment = Attachment(
         tenant=tenant,
@@ -194,7 +195,7 @@ def attachment_create(
         sha256=hashlib.sha256(data).hexdigest(),
         width=checked.width,
         height=checked.height,
-        uploaded_by=getattr(principal, "user", None) if getattr(getattr(principal, "user", None), "pk", None) else None,
+        uploaded_by=user if getattr(user, "pk", None) else None,
         uploaded_by_label=getattr(principal, "label", "") or "",
     )
     path = attachment_path(attachment)
@@ -222,7 +223,9 @@ def attachments_forget_session(*, tenant, session: ChatSession) -> None:
 
 
 def attachments_copy_to_session(*, tenant, source: ChatSession, target: ChatSession) -> int:
-    """The fork's copies of the source's attachments, same refs; inside the fork's transaction."""
+    """The fork's copies of the source's attachments, same refs; inside the fork's transaction
+    (session_fork calls it last, so little can fail after the links are made; a link left by a
+    rolled-back fork is an unreferenced file, never a wrong one)."""
     copies, written = [], []
     for original in Attachment.objects.filter(tenant=tenant, session=source).order_by("created_at"):
         copy = Attachment(

@@ -68,6 +68,7 @@ def test_multipart_image_upload_is_stored_and_streams_back_inline(owner_client, 
     assert download["Content-Type"] == "image/png"
     assert download["X-Content-Type-Options"] == "nosniff"
     assert download["Content-Disposition"].startswith("inline")
+    assert "sandbox" in download["Content-Security-Policy"]
 
 
 def test_json_text_upload_downloads_as_an_attachment_never_inline(owner_client, session_id):

@@ -16,9 +16,7 @@ import pytest
 
 from tests.dashboard import browser as chromium
 from tests.events import live
-from tests.factories import MembershipFactory, TenantFactory, UserFactory
-
-PASSWORD = "correct horse battery staple"  # tests/factories.UserFactory's
+from tests.factories import PASSWORD, MembershipFactory, TenantFactory, UserFactory  # noqa: F401 - PASSWORD for tests
 
 
 @pytest.fixture(scope="package")
