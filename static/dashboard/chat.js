@@ -293,10 +293,16 @@ function userMessage(text, attached) {
     const box = $(el, ".msg-files");
     box.hidden = false;
     for (const file of attached) {
-      const chip = document.createElement("span");
-      chip.className = "file-chip";
-      chip.textContent = file.filename;
-      box.append(chip);
+      const url = `/api/sessions/${sessionId}/attachments/${encodeURIComponent(file.ref)}`;
+      let item;
+      if (file.mime_type.startsWith("image/")) {
+        item = document.createElement("img");
+        Object.assign(item, { className: "thumb", src: url, alt: file.filename });
+      } else {
+        item = document.createElement("a");
+        Object.assign(item, { className: "file-chip", href: url, textContent: file.filename });
+      }
+      box.append(item);
     }
   }
   return el;

@@ -134,6 +134,15 @@ def test_a_viewer_reads_safe_markdown_but_cannot_post_and_another_tenants_sessio
     assert page.get_by_role("button", name="Retry").count() == 0
     assert page.get_by_role("button", name="Edit and resend").count() == 0
 
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the code block scrolls, not the page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    services.session_create(tenant=tenant, agent=session.agent, title="Budget review")
+    page.get_by_label("Search sessions").fill("budg")  # htmx swaps the list as one types
+    expect(page.locator(".session-list a")).to_have_count(1)
+    expect(page.locator(".session-list a")).to_contain_text("Budget review")
+
     theirs = offline_session(TenantFactory(), title="Their secret plans")
     response = page.goto(f"/chat/{theirs.pk}/")
     assert response.status == 404

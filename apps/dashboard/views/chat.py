@@ -16,6 +16,7 @@ from rest_framework.exceptions import APIException
 
 from apps.agents import selectors as agent_selectors
 from apps.conversations import selectors, services
+from apps.core.ids import parse_uuid
 from apps.dashboard import chat_history
 from apps.dashboard.access import member_required
 from apps.dashboard.nav import NavItem, nav_add
@@ -54,9 +55,9 @@ def _enabled_agents(tenant):
 def _sessions_context(request, current=None) -> dict:
     search = request.GET.get("q", "").strip()[:200]
     show_archived = request.GET.get("archived") == "1"
-    sessions = selectors.session_list(
-        tenant=request.principal.tenant, include_archived=show_archived, search=search
-    ).select_related("agent")[:100]
+    sessions = selectors.session_list(tenant=request.principal.tenant, include_archived=show_archived, search=search)[
+        :100
+    ]
     return {"sessions": sessions, "search": search, "show_archived": show_archived, "current": current}
 
 
@@ -74,7 +75,10 @@ def _api_error_text(exc: APIException) -> str:
 def chat_index(request):
     """`/chat/`: the sessions and the form that starts one."""
     if request.headers.get("HX-Request"):
-        return render(request, "dashboard/chat/_sessions.html", _sessions_context(request))
+        # The list alone, with the open conversation (if any) still marked.
+        current = parse_uuid(request.GET.get("current", ""))
+        marked = selectors.session_get(tenant=request.principal.tenant, session_id=current) if current else None
+        return render(request, "dashboard/chat/_sessions.html", _sessions_context(request, current=marked))
     agents = _enabled_agents(request.principal.tenant)
     context = {**_sessions_context(request), "form": NewSessionForm(agents=agents), "agents": agents}
     return render(request, "dashboard/chat/index.html", context)
