@@ -41,10 +41,10 @@ def tool_call_list(*, tenant, turn: Turn) -> QuerySet[ToolCall]:
 
 
 def tool_calls_of_session(*, tenant, session: ChatSession) -> QuerySet[ToolCall]:
-    """Every tool call of the session's turns, in order (one query for a whole conversation)."""
-    return ToolCall.objects.filter(tenant=tenant, turn__session=session).order_by(
-        "turn__created_at", "step", "created_at"
-    )
+    """Every tool call of the session's turns with its approval, if any, in order (one query for
+    a whole conversation)."""
+    calls = ToolCall.objects.filter(tenant=tenant, turn__session=session).select_related("approval")
+    return calls.order_by("turn__created_at", "step", "created_at")
 
 
 def feedback_list(*, tenant, turn: Turn | None = None, session: ChatSession | None = None) -> QuerySet[Feedback]:

@@ -16,7 +16,8 @@ from apps.conversations import services
 from apps.conversations.models import Feedback, Message, Turn
 from apps.policy.services import tool_rule_set
 from apps.tenancy.principal import Actor
-from tests.factories import TenantFactory
+from tests.dashboard.browser import session_cookie_for
+from tests.factories import MembershipFactory, TenantFactory
 from tests.stubs.model_server import Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -47,7 +48,9 @@ def say(page, text):
     box.press("Enter")
 
 
-def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_answer(page, sign_in, real_worker):
+def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_answer(
+    page, sign_in, real_worker, dashboard_server
+):
     _, tenant = sign_in("admin")  # deciding approvals needs the admin role (the tenant's default)
     tenant_bootstrap_agents(tenant=tenant, actor=SYSTEM)
     tool_rule_set(tenant=tenant, actor=SYSTEM, tool_name="current_time", action="require_approval")
@@ -66,10 +69,21 @@ def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_a
     assert page.evaluate("performance.getEntriesByName('message-posted').length") == 1
     assert page.evaluate("performance.getEntriesByName('first-token-drawn').length") == 1
 
+    # A member watching the same session sees the card but may not decide (admin by default).
+    member = MembershipFactory(tenant=tenant, role="member").user
+    watcher_context = page.context.browser.new_context(base_url=dashboard_server.url)
+    watcher_context.add_cookies([session_cookie_for(member, base_url=dashboard_server.url)])
+    watcher = watcher_context.new_page()
+    watcher.goto(page.url)
+    expect(watcher.locator("#chat")).to_have_attribute("data-socket", "live")
+
     say(page, "what time is it?")
     second = page.locator(".turn").nth(1)
     card = second.get_by_role("group", name="Approval needed")
     expect(card).to_contain_text("current_time")
+    watched = watcher.locator(".turn").nth(1).get_by_role("group", name="Approval needed")
+    expect(watched).to_contain_text("Waiting for someone with the admin role")
+    assert watched.get_by_role("button", name="Approve").is_hidden()
     expect(second.locator(".tool-call")).to_contain_text("Waiting approval")
     card.get_by_label("Reason for the decision (optional)").fill("fine by me")
     card.get_by_role("button", name="Approve").click()
@@ -78,6 +92,11 @@ def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_a
     expect(second.locator(".tool-call")).to_contain_text("Completed")  # redrawn from the server, folded
     turn = Turn.objects.get(session__tenant=tenant, input_message__parts__0__text="what time is it?")
     expect(second.get_by_role("link", name="Inspect")).to_have_attribute("href", f"/turns/{turn.pk}/")
+    # The watcher stayed in step; the finished turn keeps the decision with its call.
+    expect(watcher.locator(".turn .answer").nth(1)).to_contain_text("current_time returned")
+    expect(watcher.locator(".turn").nth(1).locator(".approval-outcome")).to_contain_text("Approved")
+    expect(watcher.locator(".turn").nth(1).locator(".approval-outcome")).to_contain_text("fine by me")
+    watcher_context.close()
 
     second.locator(".grade label").nth(3).click()
     second.get_by_label("Comment on this answer").fill("right on time")
