@@ -81,6 +81,10 @@ def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_a
     second = page.locator(".turn").nth(1)
     card = second.get_by_role("group", name="Approval needed")
     expect(card).to_contain_text("current_time")
+    page.reload()  # a parked turn is rebuilt from its replayed events: one call, one card
+    expect(card).to_contain_text("current_time")
+    assert second.locator(".tool-call").count() == 1
+    assert second.locator(".approval-card").count() == 1
     watched = watcher.locator(".turn").nth(1).get_by_role("group", name="Approval needed")
     expect(watched).to_contain_text("Waiting for someone with the admin role")
     assert watched.get_by_role("button", name="Approve").is_hidden()
