@@ -214,3 +214,27 @@ def platform_spend_this_month(tenant: Tenant, platform_provider: PlatformProvide
         .first()
     )
     return Decimal(row) if row is not None else Decimal("0")
+
+
+def provider_models_live(*, tenant: Tenant, provider: Provider) -> dict:
+    """What the provider's endpoint lists now (one short attempt), each marked `in_catalog` when
+    agents can already use it. Raises ProviderError when the endpoint fails or refuses."""
+    from apps.agents.providers.registry import interactive_client_for
+
+    listings = interactive_client_for(provider).list_models()
+    known = set(catalog_model_list(tenant=tenant, provider=provider).values_list("model_id", flat=True))
+    models = [{"id": m.id, "owned_by": m.owned_by, "in_catalog": m.id in known} for m in listings]
+    return {"provider": provider.name, "models": models}
+
+
+def provider_probe(*, provider: Provider) -> dict:
+    """Whether the provider answers (its model list, once): failures are in the answer, not raised."""
+    from dataclasses import asdict
+
+    from apps.agents.providers.base import ProviderError
+    from apps.agents.providers.registry import interactive_client_for
+
+    try:
+        return asdict(interactive_client_for(provider).probe())
+    except ProviderError as exc:  # e.g. an undecryptable key: the client cannot even be built
+        return {"reachable": False, "latency_ms": 0.0, "error": str(exc), "models_seen": 0}

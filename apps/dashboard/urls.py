@@ -6,6 +6,11 @@ from django.urls import path
 
 from apps.dashboard.views import auth, chat, home
 
+# The Build section's sidebar follows this import order (each module adds its own item).
+# isort: off
+from apps.dashboard.views import agents, providers, skills, policy, workspace
+# isort: on
+
 app_name = "dashboard"
 
 urlpatterns = [
@@ -21,4 +26,36 @@ urlpatterns = [
     path("chat/<uuid:session_id>/archive/", chat.chat_archive, name="chat_archive"),
     path("chat/<uuid:session_id>/delete/", chat.chat_delete, name="chat_delete"),
     path("chat/<uuid:session_id>/turns/<uuid:turn_id>/", chat.chat_turn, name="chat_turn"),
+    # Build: agents, providers, skills & plugins, policy, workspace
+    path("agents/", agents.agent_list, name="agents"),
+    path("agents/new/", agents.agent_new, name="agent_new"),
+    path("agents/<str:agent_id>/", agents.agent_detail, name="agent_detail"),
+    path("agents/<str:agent_id>/toggle/", agents.agent_toggle, name="agent_toggle"),
+    path("agents/<str:agent_id>/delete/", agents.agent_delete, name="agent_delete"),
+    path("providers/", providers.provider_list, name="providers"),
+    path("providers/<str:provider_id>/", providers.provider_detail, name="provider_detail"),
+    path("providers/<str:provider_id>/test/", providers.provider_test, name="provider_test"),
+    path("providers/<str:provider_id>/models/", providers.provider_models, name="provider_models"),
+    path("providers/<str:provider_id>/toggle/", providers.provider_toggle, name="provider_toggle"),
+    path("providers/<str:provider_id>/delete/", providers.provider_delete, name="provider_delete"),
+    path("skills/", skills.skills_page, name="skills"),
+    path("skills/catalog/install/", skills.catalog_install, name="skill_install"),
+    path("skills/<str:skill_id>/toggle/", skills.skill_toggle, name="skill_toggle"),
+    path("skills/<str:skill_id>/delete/", skills.skill_delete, name="skill_delete"),
+    path("plugins/mcp/new/", skills.mcp_register, name="mcp_register"),
+    path("plugins/<str:name>/", skills.plugin_detail, name="plugin_detail"),
+    path("plugins/<str:name>/toggle/", skills.plugin_toggle, name="plugin_toggle"),
+    path("plugins/<str:name>/discover/", skills.plugin_discover, name="plugin_discover"),
+    path("plugins/<str:name>/delete/", skills.plugin_delete, name="plugin_delete"),
+    path("policy/", policy.policy_page, name="policy"),
+    path("policy/rules/", policy.rule_set, name="policy_rule_set"),
+    path("policy/rules/<str:tool_name>/delete/", policy.rule_delete, name="policy_rule_delete"),
+    path("policy/default/", policy.default_set, name="policy_default"),
+    path("policy/safe-mode/", policy.safe_mode, name="policy_safe_mode"),
+    path("policy/simulate/", policy.simulate, name="policy_simulate"),
+    path("policy/ai-rules/", policy.ai_rule_create, name="ai_rule_create"),
+    path("policy/ai-rules/<str:rule_id>/delete/", policy.ai_rule_delete, name="ai_rule_delete"),
+    path("workspace/", workspace.browse, name="workspace"),
+    path("workspace/file/", workspace.file_view, name="workspace_file"),
+    path("workspace/restore/", workspace.restore, name="workspace_restore"),
 ]

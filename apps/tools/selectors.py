@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Prefetch, QuerySet
+
 from apps.tenancy.models import Tenant
 from apps.tools import definitions
 from apps.tools import plugins as plugin_code
-from apps.tools.models import Plugin, PluginDefinition
+from apps.tools.models import AgentSkill, Plugin, PluginDefinition, Skill
 from apps.tools.services import header_hints
+
+
+def skill_list(*, tenant: Tenant) -> QuerySet[Skill]:
+    """The tenant's skills by name, each with the agents it is enabled for (`agent_links`)."""
+    links = AgentSkill.objects.select_related("agent").order_by("agent__name")
+    return (
+        Skill.objects.filter(tenant=tenant).prefetch_related(Prefetch("agent_links", queryset=links)).order_by("name")
+    )
 
 
 def plugin_get(*, tenant: Tenant, name: str) -> Plugin | None:
@@ -160,3 +170,14 @@ def plugin_entry_by_name(*, tenant: Tenant, name: str) -> dict[str, Any] | None:
         return _python_entry(code, None)
     definition = definitions.definition_for_tenant(tenant=tenant, name=name)
     return _definition_entry(definition) if definition else None
+
+
+def plugin_is_offered(*, tenant: Tenant, name: str) -> bool:
+    """Whether `name` is a plugin this tenant can enable or disable: the built-ins, a Python plugin
+    installed on the platform, one of the tenant's rows, or an operator's server granted to it."""
+    return (
+        name == plugin_code.BUILTIN_PLUGIN_NAME
+        or name in plugin_code.python_plugins().plugins
+        or plugin_get(tenant=tenant, name=name) is not None
+        or definitions.definition_for_tenant(tenant=tenant, name=name) is not None
+    )

@@ -120,8 +120,10 @@ def test_an_unknown_page_is_a_friendly_404(page, sign_in):
 
 def test_at_a_phones_width_the_sidebar_opens_from_the_menu_button(page, sign_in):
     sign_in("member")
-    page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/account/password/")
+    expect(page.get_by_role("button", name="Open menu")).to_be_hidden()  # a desktop: no drawer
+    expect(page.get_by_role("button", name="Close menu")).to_be_hidden()
+    page.set_viewport_size({"width": 390, "height": 844})
     sidebar = page.locator("#sidebar")
     expect(sidebar).not_to_be_in_viewport()
     page.get_by_role("button", name="Open menu").click()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -26,7 +24,6 @@ from apps.agents.api.serializers import (
     ProviderUpdateSerializer,
 )
 from apps.agents.providers.base import ProviderError
-from apps.agents.providers.registry import interactive_client_for
 from apps.agents.routing import candidates_for
 from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.errors import error_body
@@ -164,25 +161,14 @@ class ProviderViewSet(TenantViewSet):
 
     @action(detail=True, methods=["get"])
     def models(self, request, pk=None):
-        provider = self.get_object()
         try:
-            listings = interactive_client_for(provider).list_models()
+            return Response(selectors.provider_models_live(tenant=self.tenant, provider=self.get_object()))
         except ProviderError as exc:
             return _provider_error(exc)
-        known = set(
-            selectors.catalog_model_list(tenant=self.tenant, provider=provider).values_list("model_id", flat=True)
-        )
-        models = [{"id": m.id, "owned_by": m.owned_by, "in_catalog": m.id in known} for m in listings]
-        return Response({"provider": provider.name, "models": models})
 
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
-        provider = self.get_object()
-        try:
-            result = interactive_client_for(provider).probe()
-        except ProviderError as exc:  # e.g. an undecryptable key: the client cannot even be built
-            return Response({"reachable": False, "latency_ms": 0.0, "error": str(exc), "models_seen": 0})
-        return Response(asdict(result))
+        return Response(selectors.provider_probe(provider=self.get_object()))
 
 
 class PlatformProviderListView(TenantAPIView):

@@ -22,8 +22,6 @@ from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
 
-_ROLE_REF_FIELDS = ("guide_model", "specialist_model", "vision_model")
-
 
 @extend_schema_view(
     list=extend_schema(summary="List agents", responses={200: AgentSerializer(many=True), **ERROR_RESPONSES}),
@@ -115,14 +113,7 @@ class AgentViewSet(TenantViewSet):
         return Response(ModelPolicySerializer(agent.model_policy).data)
 
     def _resolved(self, data: dict) -> dict:
-        """Refs in the payload become the tenant's catalog entries (unknown ref: 400 naming the field)."""
-        data = dict(data)
-        for field in _ROLE_REF_FIELDS:
-            if data.get(field):
-                data[field] = services.model_ref_resolve(tenant=self.tenant, ref=data[field], field=field)
-        if "model_policy" in data:
-            data["model_policy"] = dict(data["model_policy"])
-        return data
+        return services.agent_refs_resolve(tenant=self.tenant, data=data)
 
 
 # --- roster --------------------------------------------------------------------------------------

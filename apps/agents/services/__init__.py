@@ -8,6 +8,7 @@ from __future__ import annotations
 from apps.agents.services.agents import (
     agent_create,
     agent_delete,
+    agent_refs_resolve,
     agent_set_model_policy,
     agent_set_role_model,
     agent_update,
@@ -37,6 +38,7 @@ __all__ = [
     "AuditAction",
     "agent_create",
     "agent_delete",
+    "agent_refs_resolve",
     "agent_set_model_policy",
     "agent_set_role_model",
     "agent_update",

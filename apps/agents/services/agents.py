@@ -10,11 +10,33 @@ from rest_framework.exceptions import ValidationError
 from apps.agents import selectors
 from apps.agents.models import Agent, CatalogModel
 from apps.agents.services.audit import UNSET, AuditAction, audit
-from apps.agents.validation import ROLES, check_model_belongs, clean_agent_fields, clean_model_policy, clean_slug
+from apps.agents.validation import (
+    ROLES,
+    check_model_belongs,
+    clean_agent_fields,
+    clean_model_policy,
+    clean_slug,
+    model_ref_resolve,
+)
 from apps.core.errors import Conflict
 from apps.tenancy.models import Tenant
 from apps.tenancy.principal import Actor
 from apps.tenancy.services import tenant_limit_check
+
+ROLE_REF_FIELDS = ("guide_model", "specialist_model", "vision_model")
+
+
+def agent_refs_resolve(*, tenant: Tenant, data: dict[str, Any]) -> dict[str, Any]:
+    """Agent fields as a client sends them (role models as refs `<provider>/<model>`) made ready
+    for agent_create/agent_update: refs become the tenant's catalog entries (an unknown ref is a
+    validation error naming its field). The API and the dashboard both send their input here."""
+    data = dict(data)
+    for field in ROLE_REF_FIELDS:
+        if data.get(field):
+            data[field] = model_ref_resolve(tenant=tenant, ref=data[field], field=field)
+    if "model_policy" in data and data["model_policy"] is not None:
+        data["model_policy"] = dict(data["model_policy"])
+    return data
 
 
 def agent_create(

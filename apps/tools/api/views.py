@@ -133,13 +133,7 @@ class PluginToggleView(TenantAPIView):
         responses={200: PluginSerializer, 409: CONFLICT_RESPONSE, **ERROR_RESPONSES},
     )
     def put(self, request, name: str):
-        known = (
-            name == plugin_code.BUILTIN_PLUGIN_NAME
-            or name in plugin_code.python_plugins().plugins
-            or selectors.plugin_get(tenant=self.tenant, name=name) is not None
-            or definitions.definition_for_tenant(tenant=self.tenant, name=name) is not None
-        )
-        if not known:
+        if not selectors.plugin_is_offered(tenant=self.tenant, name=name):
             raise Http404  # before validation: another tenant's name is a 404, not a 400
         payload = ToggleSerializer(data=request.data or {})
         payload.is_valid(raise_exception=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
@@ -14,7 +13,7 @@ from apps.core.api.views import TenantAPIView, TenantViewSet
 from apps.core.openapi import ERROR_RESPONSES
 from apps.core.pagination import DefaultPagination
 from apps.tenancy.models import Role
-from apps.tools import rules, skills
+from apps.tools import rules, selectors, skills
 from apps.tools.api.serializers import (
     AiRuleSerializer,
     CatalogActivateSerializer,
@@ -27,16 +26,13 @@ from apps.tools.api.serializers import (
     ToggleSerializer,
 )
 from apps.tools.api.views import CONFLICT_RESPONSE, READ_VIEWER_WRITE_ADMIN
-from apps.tools.models import AgentSkill, Skill
+from apps.tools.models import Skill
 
 ADMIN_ONLY = {"*": Role.ADMIN}
 
 
 def _skills(tenant):
-    links = AgentSkill.objects.select_related("agent").order_by("agent__name")
-    return (
-        Skill.objects.filter(tenant=tenant).prefetch_related(Prefetch("agent_links", queryset=links)).order_by("name")
-    )
+    return selectors.skill_list(tenant=tenant)
 
 
 class SkillListView(TenantAPIView):
