@@ -23,6 +23,9 @@ from tests.stubs.model_server import Reply
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 SYSTEM = Actor.system("test")
+# The first turn of a fresh worker on a busy 2-core machine can take several seconds (imports,
+# first connections): waits for a turn's progress get more than expect()'s default 5 s.
+TURN = 30_000
 
 
 def offline_session(tenant, title=""):
@@ -64,7 +67,7 @@ def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_a
 
     say(page, "Hello there")
     first = page.locator(".turn").first
-    expect(first.locator(".answer")).to_contain_text("(offline model)")
+    expect(first.locator(".answer")).to_contain_text("(offline model)", timeout=TURN)
     expect(first.locator(".turn-status")).to_have_text("Completed")
     assert page.evaluate("performance.getEntriesByName('message-posted').length") == 1
     assert page.evaluate("performance.getEntriesByName('first-token-drawn').length") == 1
@@ -80,7 +83,7 @@ def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_a
     say(page, "what time is it?")
     second = page.locator(".turn").nth(1)
     card = second.get_by_role("group", name="Approval needed")
-    expect(card).to_contain_text("current_time")
+    expect(card).to_contain_text("current_time", timeout=TURN)
     page.reload()  # a parked turn is rebuilt from its replayed events: one call, one card
     expect(card).to_contain_text("current_time")
     assert second.locator(".tool-call").count() == 1
@@ -91,7 +94,7 @@ def test_a_member_chats_watches_a_tool_run_approves_it_in_place_and_grades_the_a
     expect(second.locator(".tool-call")).to_contain_text("Waiting approval")
     card.get_by_label("Reason for the decision (optional)").fill("fine by me")
     card.get_by_role("button", name="Approve").click()
-    expect(second.locator(".answer")).to_contain_text("current_time returned")
+    expect(second.locator(".answer")).to_contain_text("current_time returned", timeout=TURN)
     expect(second.locator(".turn-status")).to_have_text("Completed")
     expect(second.locator(".tool-call")).to_contain_text("Completed")  # redrawn from the server, folded
     turn = Turn.objects.get(session__tenant=tenant, input_message__parts__0__text="what time is it?")
@@ -115,9 +118,9 @@ def test_editing_a_past_message_resends_it_on_a_fork_and_the_old_branch_stays(pa
     session = offline_session(tenant, title="Ideas")
     open_live(page, session)
     say(page, "first idea")
-    expect(page.locator(".turn .answer").first).to_contain_text("first idea")
+    expect(page.locator(".turn .answer").first).to_contain_text("first idea", timeout=TURN)
     say(page, "second idea")
-    expect(page.locator(".turn .turn-status").nth(1)).to_have_text("Completed")
+    expect(page.locator(".turn .turn-status").nth(1)).to_have_text("Completed", timeout=TURN)
 
     page.locator(".msg.user").first.get_by_role("button", name="Edit and resend").click()
     page.get_by_label("Edited message").fill("a better first idea")
@@ -125,7 +128,7 @@ def test_editing_a_past_message_resends_it_on_a_fork_and_the_old_branch_stays(pa
     expect(page.locator(".fork-note")).to_contain_text("Forked from Ideas")
     expect(page).not_to_have_url(re.compile(str(session.pk)))
     expect(page.locator(".msg.user")).to_have_count(1)
-    expect(page.locator(".turn .answer")).to_contain_text("a better first idea")
+    expect(page.locator(".turn .answer")).to_contain_text("a better first idea", timeout=TURN)
 
     page.locator(".fork-note a").click()
     expect(page.locator(".msg.user")).to_have_count(2)
@@ -185,12 +188,12 @@ def test_a_reload_mid_answer_resumes_without_duplicates_and_a_second_tab_follows
     open_live(page, session)
 
     say(page, "tell me a long story")
-    expect(page.locator(".turn .answer")).to_contain_text("w5")
+    expect(page.locator(".turn .answer")).to_contain_text("w5", timeout=TURN)
     page.reload()
     expect(page.locator(".turn .answer")).to_contain_text("w15")
     seen = page.locator(".turn .answer").inner_text().split()
     assert seen == expected[: len(seen)], seen  # replayed from the log: no gap, nothing twice
-    expect(page.locator(".turn .turn-status")).to_have_text("Completed")
+    expect(page.locator(".turn .turn-status")).to_have_text("Completed", timeout=TURN)
     assert page.locator(".turn .answer").inner_text().split() == expected
 
     expect(other.locator(".msg.user")).to_contain_text("tell me a long story")  # posted in the first tab
@@ -210,7 +213,7 @@ def test_an_attached_file_is_uploaded_and_reaches_the_model(page, sign_in, real_
     )
     expect(page.locator("#composer-files .file-chip")).to_have_attribute("data-ref", re.compile(r"\S"))
     say(page, "what do my notes say?")
-    expect(page.locator(".turn .answer")).to_contain_text("mention a pineapple")
+    expect(page.locator(".turn .answer")).to_contain_text("mention a pineapple", timeout=TURN)
     expect(page.locator(".msg.user .file-chip")).to_contain_text("notes.txt")
     assert "The launch code is pineapple." in json.dumps(model_server.requests[-1])
 
@@ -223,7 +226,7 @@ def test_stop_ends_a_streaming_answer_and_retry_answers_again(page, sign_in, rea
 
     say(page, "ramble on")
     first = page.locator(".turn").first
-    expect(first.locator(".answer")).to_contain_text("s3")
+    expect(first.locator(".answer")).to_contain_text("s3", timeout=TURN)
     page.get_by_role("button", name="Stop").click()
     expect(first.locator(".turn-status")).to_have_text("Cancelled")
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
@@ -231,6 +234,6 @@ def test_stop_ends_a_streaming_answer_and_retry_answers_again(page, sign_in, rea
 
     first.get_by_role("button", name="Retry").click()
     again = page.locator(".turn").nth(1)
-    expect(again.locator(".answer")).to_have_text("Second try.")
+    expect(again.locator(".answer")).to_have_text("Second try.", timeout=TURN)
     expect(again.locator(".turn-status")).to_have_text("Completed")
     assert Turn.objects.get(session=session, retry_of__isnull=False).retry_of.status == "cancelled"
