@@ -15,7 +15,7 @@ from django.conf import settings
 
 from agentplatform.celery import app as celery_app
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent  # the repository (this file is in tests/)
 
 
 def _database_url() -> str:

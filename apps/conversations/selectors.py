@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from django.db.models import Count, DecimalField, IntegerField, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, TruncDate
 
@@ -13,8 +13,10 @@ from apps.agents.selectors import agent_resolve  # noqa: F401 - callers here use
 from apps.conversations.models import ChatSession, Feedback, Message, ToolCall, Turn
 
 
-def session_list(*, tenant, include_archived: bool = True) -> QuerySet[ChatSession]:
+def session_list(*, tenant, include_archived: bool = True, search: str = "") -> QuerySet[ChatSession]:
     sessions = ChatSession.objects.filter(tenant=tenant).select_related("agent").order_by("-last_activity_at")
+    if search:
+        sessions = sessions.filter(Q(title__icontains=search) | Q(nickname__icontains=search))
     return sessions if include_archived else sessions.filter(archived=False)
 
 
@@ -39,6 +41,13 @@ def turn_get(*, tenant, turn_id: uuid.UUID) -> Turn | None:
 
 def tool_call_list(*, tenant, turn: Turn) -> QuerySet[ToolCall]:
     return ToolCall.objects.filter(tenant=tenant, turn=turn).order_by("step", "created_at")
+
+
+def tool_calls_of_session(*, tenant, session: ChatSession) -> QuerySet[ToolCall]:
+    """Every tool call of the session's turns with its approval, if any, in order (one query for
+    a whole conversation)."""
+    calls = ToolCall.objects.filter(tenant=tenant, turn__session=session).select_related("approval")
+    return calls.order_by("turn__created_at", "step", "created_at")
 
 
 def feedback_list(*, tenant, turn: Turn | None = None, session: ChatSession | None = None) -> QuerySet[Feedback]:

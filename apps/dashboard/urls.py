@@ -8,7 +8,7 @@ from apps.dashboard.views import auth, home, observatory
 
 # The sidebar's items follow this import order (each page module adds its own NavItem).
 # isort: off
-from apps.dashboard.views import approvals, memory
+from apps.dashboard.views import chat, approvals, memory
 from apps.dashboard.views import agents, providers, skills, policy, workspace
 from apps.dashboard.views import keys, members, audit, usage, invite
 # isort: on
@@ -21,7 +21,14 @@ urlpatterns = [
     path("logout/", auth.SignOutView.as_view(), name="logout"),
     path("account/password/", auth.password_change, name="password_change"),
     path("switch-tenant/", auth.switch_tenant, name="switch_tenant"),
-    # Turn observatory, approvals inbox, memory (docs/dashboard.md).
+    # Work: chat, the turn observatory, approvals inbox, memory (docs/dashboard.md).
+    path("chat/", chat.chat_index, name="chat"),
+    path("chat/new/", chat.chat_new, name="chat_new"),
+    path("chat/<uuid:session_id>/", chat.chat_session, name="chat_session"),
+    path("chat/<uuid:session_id>/rename/", chat.chat_rename, name="chat_rename"),
+    path("chat/<uuid:session_id>/archive/", chat.chat_archive, name="chat_archive"),
+    path("chat/<uuid:session_id>/delete/", chat.chat_delete, name="chat_delete"),
+    path("chat/<uuid:session_id>/turns/<uuid:turn_id>/", chat.chat_turn, name="chat_turn"),
     path("turns/<uuid:turn_id>/", observatory.turn_detail, name="turn"),
     path("approvals/", approvals.approvals_page, name="approvals"),
     path("approvals/list/", approvals.approvals_list, name="approvals_list"),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from django.db.models import Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 
 from apps.events.models import Event
 
@@ -48,3 +48,16 @@ def oldest_event_id() -> int | None:
     """The oldest id still in the log (all tenants): a resume from before it may have lost events
     to trimming."""
     return Event.objects.order_by("id").values_list("id", flat=True).first()
+
+
+def turn_first_event_ids(*, tenant, turn_ids: Collection) -> dict:
+    """The id of each turn's first event ({turn_id: id}; turns without events are left out): a
+    page that renders a turn still in progress replays its events from just before this one."""
+    if not turn_ids:
+        return {}
+    rows = (
+        Event.objects.filter(tenant_id=getattr(tenant, "pk", tenant), turn_id__in=list(turn_ids))
+        .values("turn_id")
+        .annotate(first=Min("id"))
+    )
+    return {row["turn_id"]: row["first"] for row in rows}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from apps.conversations import selectors as conversation_selectors
@@ -19,8 +20,8 @@ from apps.policy import selectors as policy_selectors
 
 
 def session_href(session_id) -> str:
-    """The chat page of a session (`/chat/<id>/`, the chat page's route)."""
-    return f"/chat/{session_id}/"
+    """The chat page of a session."""
+    return reverse("dashboard:chat_session", args=[session_id])
 
 
 @require_GET
