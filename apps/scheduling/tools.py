@@ -188,6 +188,20 @@ list_scheduled_tasks_tool = Tool(
     side_effect=SideEffect.READ,
 )
 
+def cancel_scheduled_task_dry_run(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    job_id = parse_uuid(str(arguments["id"]))
+    job = _own_jobs(context).filter(pk=job_id).first() if job_id else None
+    if job is None:
+        raise ToolError("No such scheduled task in this conversation (list_scheduled_tasks shows them).")
+    return {
+        "changes": [{"action": "delete", "object": "cron job", "name": job.name}],
+        "diff": f"- job {job.name!r} ({job.status}, next run {job.next_run_at})",
+        "reversible": False,
+        "rollback": "schedule_task again with the same prompt and time",
+        "warnings": ["Its run history is deleted with it."],
+    }
+
+
 cancel_scheduled_task_tool = Tool(
     name="cancel_scheduled_task",
     description="Cancel (delete) a task scheduled in this conversation, by the id list_scheduled_tasks shows.",
@@ -199,6 +213,7 @@ cancel_scheduled_task_tool = Tool(
     },
     handler=cancel_scheduled_task,
     side_effect=SideEffect.WRITE,
+    dry_run=cancel_scheduled_task_dry_run,
     idempotent=True,
 )
 
