@@ -257,6 +257,10 @@ SPECTACULAR_SETTINGS = {
         "TurnStatusEnum": "apps.conversations.models.Turn.Status",
         "PolicyActionEnum": "apps.policy.models.Action",
         "SessionModeEnum": "apps.conversations.models.ChatSession.Mode",
+        "CronScheduleTypeEnum": "apps.scheduling.models.ScheduleType",
+        "CronActionTypeEnum": "apps.scheduling.models.ActionType",
+        "CronJobStatusEnum": "apps.scheduling.models.CronJob.Status",
+        "CronRunStatusEnum": "apps.scheduling.models.CronRun.Status",
     },
 }
 

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from apps.tenancy.models import Membership, Role, Tenant
 from tests.agents.populate import populate_agents
 from tests.memory.populate import populate_memory
+from tests.scheduling.populate import populate_scheduling
 from tests.tools.populate import populate_tools
 
 
@@ -66,6 +67,7 @@ def populate_tenant(tenant: Tenant) -> list[str]:
     identifiers += populate_tools(tenant)
     identifiers += _populate_conversations(tenant, owner)
     identifiers += populate_memory(tenant)
+    identifiers += populate_scheduling(tenant)
     return identifiers
 
 

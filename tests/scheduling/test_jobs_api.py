@@ -35,15 +35,20 @@ def test_each_schedule_type_is_created_with_its_beat_entry(owner_client, agent, 
         "description": "At 07:00, Monday through Friday (Europe/Paris)",
     }
     assert job["action"] == {"type": "event", "eventTopic": "daily.report", "payload": {"k": 1}}
-    assert job["status"] == "active" and job["runCount"] == 0 and job["nextRunAt"] > 0
+    assert job["status"] == "active"
+    assert job["runCount"] == 0
+    assert job["nextRunAt"] > 0
     task = PeriodicTask.objects.get(name=f"cron:{job['id']}")
-    assert task.enabled and task.crontab.hour == "7" and str(task.crontab.timezone) == "Europe/Paris"
+    assert task.enabled
+    assert task.crontab.hour == "7"
+    assert str(task.crontab.timezone) == "Europe/Paris"
 
     at = in_ms(3600)
     once = _create(owner_client, name="later", scheduleType="once", atTimestamp=at, agent=agent.name, prompt="hi")
     assert once.status_code == 201, once.json()
     body = once.json()["job"]
-    assert body["schedule"]["atTimestamp"] == at and body["nextRunAt"] == at
+    assert body["schedule"]["atTimestamp"] == at
+    assert body["nextRunAt"] == at
     assert body["action"] == {
         "type": "agent",
         "agent": agent.name,
@@ -52,16 +57,19 @@ def test_each_schedule_type_is_created_with_its_beat_entry(owner_client, agent, 
         "session": "new",
     }
     task = PeriodicTask.objects.get(name=f"cron:{body['id']}")
-    assert task.one_off and int(task.clocked.clocked_time.timestamp() * 1000) == at
+    assert task.one_off
+    assert int(task.clocked.clocked_time.timestamp() * 1000) == at
 
     every = _create(owner_client, name="tick", scheduleType="interval", intervalMs=120_000, eventTopic="tick")
     assert every.status_code == 201, every.json()
     assert every.json()["job"]["schedule"]["intervalMs"] == 120_000
     task = PeriodicTask.objects.get(name=f"cron:{every.json()['job']['id']}")
-    assert task.interval.every == 120 and task.interval.period == "seconds"
+    assert task.interval.every == 120
+    assert task.interval.period == "seconds"
 
     listed = owner_client.get("/api/cron/jobs").json()
-    assert listed["count"] == 3 and [j["name"] for j in listed["jobs"]] == ["weekday", "later", "tick"]
+    assert listed["count"] == 3
+    assert [j["name"] for j in listed["jobs"]] == ["weekday", "later", "tick"]
     assert owner_client.get("/api/cron/jobs?limit=1").json()["next"]
 
 
@@ -179,11 +187,14 @@ def test_pause_resume_patch_run_now_and_delete(owner_client, tenant):
     ]
     url = f"/api/cron/jobs/{job['id']}"
     paused = owner_client.post(f"{url}/pause").json()["job"]
-    assert paused["status"] == "paused" and paused["nextRunAt"] is None and not paused["enabled"]
+    assert paused["status"] == "paused"
+    assert paused["nextRunAt"] is None
+    assert not paused["enabled"]
     assert not PeriodicTask.objects.get(name=f"cron:{job['id']}").enabled
     assert owner_client.post(f"{url}/pause").status_code == 409
     resumed = owner_client.post(f"{url}/resume").json()["job"]
-    assert resumed["status"] == "active" and resumed["nextRunAt"]
+    assert resumed["status"] == "active"
+    assert resumed["nextRunAt"]
     assert PeriodicTask.objects.get(name=f"cron:{job['id']}").enabled
     assert owner_client.post(f"{url}/resume").status_code == 409
 
@@ -194,16 +205,20 @@ def test_pause_resume_patch_run_now_and_delete(owner_client, tenant):
     assert changed.json()["job"]["schedule"]["expression"] == "0 12 * * *"
     assert changed.json()["job"]["action"]["eventTopic"] == "topic.a"  # the action stayed
     task = PeriodicTask.objects.get(name=f"cron:{job['id']}")
-    assert task.crontab.hour == "12" and task.interval is None
+    assert task.crontab.hour == "12"
+    assert task.interval is None
     assert owner_client.patch(url, {"expression": "bad"}, format="json").status_code == 400
 
     ran = owner_client.post(f"{url}/run")
     assert ran.status_code == 202
-    assert ran.json()["run"]["status"] == "succeeded" and ran.json()["run"]["trigger"] == "manual"
+    assert ran.json()["run"]["status"] == "succeeded"
+    assert ran.json()["run"]["trigger"] == "manual"
     event = Event.objects.get(tenant=tenant, type="cron_event")
-    assert event.data["topic"] == "topic.a" and event.data["job_id"] == job["id"]
+    assert event.data["topic"] == "topic.a"
+    assert event.data["job_id"] == job["id"]
     runs = owner_client.get(f"/api/cron/runs?job={job['id']}").json()
-    assert runs["count"] == 1 and runs["runs"][0]["id"] == ran.json()["run"]["id"]
+    assert runs["count"] == 1
+    assert runs["runs"][0]["id"] == ran.json()["run"]["id"]
     assert owner_client.get(f"{url}").json()["job"]["runCount"] == 1
 
     deleted = owner_client.delete(url)
@@ -222,22 +237,26 @@ def test_run_now_of_an_agent_job_starts_a_turn_in_a_new_session(
     ).json()["job"]
     with django_capture_on_commit_callbacks(execute=True):
         run = owner_client.post(f"/api/cron/jobs/{job['id']}/run").json()["run"]
-    assert run["turnId"] and run["status"] == "running"
+    assert run["turnId"]
+    assert run["status"] == "running"
     from apps.conversations.models import Turn
     from apps.scheduling.services import cron_runs_settle
 
     turn = Turn.objects.get(pk=run["turnId"])
-    assert turn.status == Turn.Status.COMPLETED and "hello there" in turn.output_message.text
+    assert turn.status == Turn.Status.COMPLETED
+    assert "hello there" in turn.output_message.text
     assert turn.session.metadata["cron_job_id"] == job["id"]
     assert cron_runs_settle() == 1
-    settled = owner_client.get(f"/api/cron/runs?status=succeeded").json()["runs"]
+    settled = owner_client.get("/api/cron/runs?status=succeeded").json()["runs"]
     assert [r["id"] for r in settled] == [run["id"]]
 
 
 def test_scheduler_routes(owner_client, tenant):
     job = _create(owner_client, name="t", scheduleType="interval", intervalMs=60_000, eventTopic="t").json()["job"]
     status = owner_client.get("/api/settings/scheduler/status").json()
-    assert status["jobsActive"] == 1 and status["nextFire"] and status["beatAlive"] is False
+    assert status["jobsActive"] == 1
+    assert status["nextFire"]
+    assert status["beatAlive"] is False
     assert owner_client.get("/api/settings/scheduler/jobs").json()["jobs"][0]["id"] == job["id"]
     cancelled = owner_client.post(f"/api/settings/scheduler/cancel/{job['id']}")
     assert cancelled.json() == {"success": True, "taskId": job["id"]}
@@ -249,7 +268,8 @@ def test_the_beat_heartbeat_is_what_beat_publishes():
 
     headers = {"periodic_task_name": "cron:x"}
     _stamp_beat_publish(sender=FIRE_TASK, headers=headers)
-    assert FIRED_AT_HEADER in headers and beat_last_publish() is not None
+    assert FIRED_AT_HEADER in headers
+    assert beat_last_publish() is not None
     untouched = {"id": "1"}
     _stamp_beat_publish(sender=FIRE_TASK, headers=untouched)  # not from beat: no stamp
     assert FIRED_AT_HEADER not in untouched
@@ -261,12 +281,16 @@ def test_time_agent_schedules_a_prompt(owner_client, agent):
     )
     assert response.status_code == 201, response.json()
     job = response.json()["job"]
-    assert job["origin"] == "time_agent" and job["schedule"]["at"] == "2099-01-01T09:00:00Z"
-    assert job["action"]["agent"] == agent.name and job["action"]["prompt"] == "check the oven"
+    assert job["origin"] == "time_agent"
+    assert job["schedule"]["at"] == "2099-01-01T09:00:00Z"
+    assert job["action"]["agent"] == agent.name
+    assert job["action"]["prompt"] == "check the oven"
     past = owner_client.post("/api/time_agent", {"prompt": "x", "schedule_time": "2001-01-01T09:00:00Z"}, format="json")
-    assert past.status_code == 400 and "past" in past.json()["error"]
+    assert past.status_code == 400
+    assert "past" in past.json()["error"]
     naive = owner_client.post("/api/time_agent", {"prompt": "x", "schedule_time": "2099-01-01T09:00"}, format="json")
-    assert naive.status_code == 400 and "UTC offset" in naive.json()["error"]
+    assert naive.status_code == 400
+    assert "UTC offset" in naive.json()["error"]
     assert (
         owner_client.post("/api/time_agent", {"schedule_time": "2099-01-01T09:00:00Z"}, format="json").json()["error"]
         == "Missing or invalid field: prompt"

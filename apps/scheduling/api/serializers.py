@@ -104,7 +104,7 @@ class ScheduleSerializer(serializers.Serializer):
 
 
 class ActionSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["event", "agent"])
+    type = serializers.ChoiceField(choices=ActionType.choices)
     eventTopic = serializers.CharField(required=False)  # noqa: N815
     payload = serializers.DictField(required=False)
     agent = serializers.CharField(required=False, allow_null=True, help_text="The agent's name (null: deleted).")
