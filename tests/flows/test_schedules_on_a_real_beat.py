@@ -20,6 +20,16 @@ from apps.scheduling.models import CronJob, CronRun
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
+@pytest.fixture
+def agent(tenant):
+    from apps.agents.models import Agent
+    from apps.agents.services import tenant_bootstrap_agents
+    from apps.tenancy.principal import Actor
+
+    tenant_bootstrap_agents(tenant=tenant, actor=Actor.system("test"))
+    return Agent.objects.get(tenant=tenant, name="assistant")
+
+
 def _wait_for(condition, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
