@@ -188,6 +188,7 @@ list_scheduled_tasks_tool = Tool(
     side_effect=SideEffect.READ,
 )
 
+
 def cancel_scheduled_task_dry_run(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
     job_id = parse_uuid(str(arguments["id"]))
     job = _own_jobs(context).filter(pk=job_id).first() if job_id else None

@@ -297,10 +297,14 @@ def test_time_agent_schedules_a_prompt(owner_client, agent):
     )
 
 
-def test_a_viewer_reads_but_does_not_write(make_client, tenant, owner_client):
+def test_viewers_read_members_use_the_time_agent_and_admins_manage_jobs(make_client, tenant, owner_client, agent):
     job = _create(owner_client, name="t", scheduleType="interval", intervalMs=60_000, eventTopic="t").json()["job"]
     viewer = make_client(tenant, role="viewer")
+    member = make_client(tenant, role="member")
     assert viewer.get("/api/cron/jobs").status_code == 200
     assert viewer.post(f"/api/cron/jobs/{job['id']}/pause").status_code == 403
-    assert _create(viewer, name="v", scheduleType="interval", intervalMs=60_000, eventTopic="t").status_code == 403
+    assert member.post(f"/api/cron/jobs/{job['id']}/run").status_code == 403
+    assert _create(member, name="m", scheduleType="interval", intervalMs=60_000, eventTopic="t").status_code == 403
+    later = member.post("/api/time_agent", {"prompt": "p", "schedule_time": "2099-01-01T00:00:00Z"}, format="json")
+    assert later.status_code == 201
     assert CronRun.objects.count() == 0

@@ -28,6 +28,7 @@ from apps.scheduling.api.serializers import (
 from apps.scheduling.inputs import JobInputError, action_fields, job_changes, job_fields, timestamp_from
 from apps.scheduling.models import CronJob, CronRun, ScheduleType
 from apps.scheduling.schedule import ScheduleError, zone
+from apps.tenancy.models import Role
 
 TAGS = ["cron"]
 CONFLICT = OpenApiResponse(
@@ -89,6 +90,7 @@ class _SchedulingView(TenantAPIView):
 
 class CronJobListView(_SchedulingView):
     pagination_class = JobsPagination
+    required_roles = {"GET": Role.VIEWER, "POST": Role.ADMIN}
 
     @extend_schema(
         tags=TAGS,
@@ -122,6 +124,7 @@ class CronJobListView(_SchedulingView):
 
 class CronJobDetailView(_SchedulingView):
     id_label = "job"
+    required_roles = {"GET": Role.VIEWER, "PATCH": Role.ADMIN, "DELETE": Role.ADMIN}
 
     @extend_schema(tags=TAGS, summary="One job", responses={200: JobEnvelopeSerializer, **ERROR_RESPONSES})
     def get(self, request, job_id):
@@ -148,6 +151,7 @@ class CronJobDetailView(_SchedulingView):
 
 class CronJobRunView(_SchedulingView):
     id_label = "job"
+    required_roles = {"POST": Role.ADMIN}
 
     @extend_schema(
         tags=TAGS,
@@ -162,6 +166,7 @@ class CronJobRunView(_SchedulingView):
 
 class CronJobPauseView(_SchedulingView):
     id_label = "job"
+    required_roles = {"POST": Role.ADMIN}
 
     @extend_schema(
         tags=TAGS,
@@ -175,6 +180,7 @@ class CronJobPauseView(_SchedulingView):
 
 class CronJobResumeView(_SchedulingView):
     id_label = "job"
+    required_roles = {"POST": Role.ADMIN}
 
     @extend_schema(
         tags=TAGS,
@@ -234,6 +240,7 @@ class SchedulerJobsView(_SchedulingView):
 
 class SchedulerCancelView(_SchedulingView):
     id_label = "job"
+    required_roles = {"POST": Role.ADMIN}
 
     @extend_schema(
         tags=TAGS, summary="Cancel (delete) a scheduled job", request=None, responses={200: DELETED, **ERROR_RESPONSES}
@@ -245,6 +252,9 @@ class SchedulerCancelView(_SchedulingView):
 
 
 class TimeAgentView(_SchedulingView):
+    # A member schedules a prompt to an agent as they would post one; managing jobs is admin's.
+    required_roles = {"POST": Role.MEMBER}
+
     @extend_schema(
         tags=TAGS,
         summary="Schedule a prompt for later: a once-job that prompts an agent at `schedule_time`",
