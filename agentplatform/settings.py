@@ -523,6 +523,10 @@ CELERY_BEAT_SCHEDULE["scheduling.settle-runs"] = {
     "schedule": CRON_RUN_SETTLE_SECONDS,
     "options": {"expires": CRON_RUN_SETTLE_SECONDS},
 }
+CELERY_BEAT_SCHEDULE["scheduling.prune-beat-entries"] = {
+    "task": "apps.scheduling.tasks.prune_beat_entries",
+    "schedule": 600.0,
+}
 
 CELERY_BEAT_SCHEDULE["events.trim-log"] = {"task": "apps.events.tasks.trim_event_log", "schedule": 600.0}
 

@@ -150,6 +150,9 @@ def action_fields(tenant, data: dict) -> dict[str, Any]:
         session = ChatSession.objects.filter(tenant=tenant, pk=session_id).first() if session_id else None
         if session is None:
             raise JobInputError(f'Unknown session: {session_ref!r} (a session id of this tenant, or "new")', "session")
+        if session.agent_id != agent.pk:
+            # The session's agent is the one that answers; a job naming another would mislead.
+            raise JobInputError(f"Invalid session: {session_ref!r} is a conversation with another agent", "session")
     return {
         "action_type": ActionType.AGENT,
         "agent": agent,

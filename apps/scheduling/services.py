@@ -341,6 +341,9 @@ def _run_end(run: CronRun, *, status: str, error: str = "") -> None:
     run.save(update_fields=["status", "error", "finished_at", "updated_at"])
 
 
+ORPHAN_RUN_AFTER = dt.timedelta(minutes=1)
+
+
 def cron_runs_settle(*, limit: int = 500) -> int:
     """Runs whose turn has ended take the turn's outcome (beat runs this every
     CRON_RUN_SETTLE_SECONDS). Compare-and-set on the run's status, so two sweeps settle once."""
@@ -365,4 +368,31 @@ def cron_runs_settle(*, limit: int = 500) -> int:
                 run.refresh_from_db()
                 job_update_publish(run.job, "finished" if ok else "failed", run=run)
                 settled += 1
+    # A run whose turn is gone (its session was deleted) would wait for ever.
+    orphans = CronRun.objects.filter(
+        status=CronRun.Status.RUNNING,
+        turn__isnull=True,
+        job__action_type=ActionType.AGENT,
+        started_at__lt=timezone.now() - ORPHAN_RUN_AFTER,
+    )
+    settled += orphans.update(
+        status=CronRun.Status.FAILED,
+        error="Its turn was deleted (with its session).",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
     return settled
+
+
+def periodic_tasks_prune() -> int:
+    """Beat entries of jobs that no longer exist (their tenant was deleted: the jobs went by
+    cascade, which the beat table does not follow). Beat's own and operators' entries stay."""
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+    names = PeriodicTask.objects.filter(name__startswith="cron:").values_list("name", flat=True)
+    live = {f"cron:{pk}" for pk in CronJob.objects.values_list("pk", flat=True)}
+    stale = [name for name in names if name not in live]
+    if stale:
+        PeriodicTask.objects.filter(name__in=stale).delete()
+        PeriodicTasks.update_changed()
+    return len(stale)

@@ -25,3 +25,8 @@ def cron_job_fire(self, job_id: str) -> str | None:
 @shared_task(ignore_result=True)
 def settle_cron_runs() -> int:
     return services.cron_runs_settle()
+
+
+@shared_task(ignore_result=True)
+def prune_beat_entries() -> int:
+    return services.periodic_tasks_prune()

@@ -163,3 +163,32 @@ def test_a_prompt_job_with_a_fixed_session_keeps_its_answers_there(
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert run.finished_at is not None
+
+
+def test_a_deleted_tenants_beat_entries_are_pruned(tenant, other_tenant):
+    mine = _job(tenant, scheduleType="cron", expression="0 * * * *", eventTopic="t")
+    gone = _job(other_tenant, scheduleType="cron", expression="0 * * * *", eventTopic="t")
+    other_tenant.delete()
+    assert services.periodic_tasks_prune() == 1
+    assert PeriodicTask.objects.filter(name=mine.periodic_task_name).exists()
+    assert not PeriodicTask.objects.filter(name=gone.periodic_task_name).exists()
+
+
+def test_a_fixed_session_must_be_the_agents(tenant, agent, chat):
+    from apps.agents.models import Agent
+    from apps.scheduling.inputs import JobInputError
+
+    chat("hello")
+    other = Agent.objects.create(tenant=tenant, name="other")
+    with pytest.raises(JobInputError, match="another agent"):
+        job_fields(
+            tenant,
+            {
+                "name": "j",
+                "scheduleType": "cron",
+                "expression": "0 * * * *",
+                "agent": other.name,
+                "prompt": "p",
+                "session": chat.session_id,
+            },
+        )

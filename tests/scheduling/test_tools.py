@@ -145,3 +145,22 @@ def test_the_tool_takes_no_tenant_or_session_from_its_arguments(tenant, schedule
     assert not past.ok
     assert "past" in past.error
     assert not CronJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("remind me tomorrow at 9 to call the bank", "2026-05-02T09:00:00+00:00"),
+        ("Remind me at 5pm to leave.", "2026-05-01T17:00:00+00:00"),
+        ("remind me at 9:30 to stand up", "2026-05-02T09:30:00+00:00"),  # 09:30 has passed today
+        ("remind me in 10 minutes to stretch", "2026-05-01T12:10:00+00:00"),
+    ],
+)
+def test_the_offline_model_reads_reminders(text, at):
+    from apps.agents.providers.offline import reminder_arguments
+
+    now = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+    arguments = reminder_arguments(text, now=now)
+    assert arguments["at"] == at
+    assert arguments["prompt"].startswith("Reminder: ")
+    assert reminder_arguments("what is a reminder?", now=now) is None
