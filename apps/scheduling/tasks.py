@@ -6,7 +6,7 @@ import datetime as dt
 
 from celery import shared_task
 
-from apps.scheduling import services
+from apps.scheduling import runs
 from apps.scheduling.beat import FIRED_AT_HEADER
 
 
@@ -18,15 +18,15 @@ def cron_job_fire(self, job_id: str) -> str | None:
     if raw is None and isinstance(getattr(self.request, "headers", None), dict):
         raw = self.request.headers.get(FIRED_AT_HEADER)
     fired_at = dt.datetime.fromisoformat(raw) if raw else None
-    run = services.cron_job_fire(job_id=job_id, fired_at=fired_at)
+    run = runs.cron_job_fire(job_id=job_id, fired_at=fired_at)
     return str(run.pk) if run else None
 
 
 @shared_task(ignore_result=True)
 def settle_cron_runs() -> int:
-    return services.cron_runs_settle()
+    return runs.cron_runs_settle()
 
 
 @shared_task(ignore_result=True)
 def prune_beat_entries() -> int:
-    return services.periodic_tasks_prune()
+    return runs.periodic_tasks_prune()

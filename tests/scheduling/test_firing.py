@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from apps.events.models import Event
-from apps.scheduling import services
+from apps.scheduling import runs, services
 from apps.scheduling.inputs import job_fields
 from apps.scheduling.models import CronJob, CronRun
 from apps.tenancy.models import Tenant
@@ -28,8 +28,8 @@ def _job(tenant, **body) -> CronJob:
 def test_a_double_fire_of_one_cron_slot_makes_one_run(tenant):
     job = _job(tenant, scheduleType="cron", expression="*/5 * * * *", eventTopic="t")
     slot = job.next_run_at
-    first = services.cron_job_fire(job_id=job.pk, fired_at=slot + dt.timedelta(milliseconds=30))
-    again = services.cron_job_fire(job_id=job.pk, fired_at=slot + dt.timedelta(milliseconds=70))
+    first = runs.cron_job_fire(job_id=job.pk, fired_at=slot + dt.timedelta(milliseconds=30))
+    again = runs.cron_job_fire(job_id=job.pk, fired_at=slot + dt.timedelta(milliseconds=70))
     assert first is not None
     assert again is None
     assert CronRun.objects.filter(job=job).count() == 1
@@ -52,7 +52,7 @@ def test_two_beats_firing_together_collapse_onto_one_run(tenant):
     def fire():
         barrier.wait()
         try:
-            results.append(services.cron_job_fire(job_id=job.pk, fired_at=slot))
+            results.append(runs.cron_job_fire(job_id=job.pk, fired_at=slot))
         finally:
             connection.close()
 
@@ -78,10 +78,10 @@ def test_the_unique_key_refuses_a_second_run_of_a_slot(tenant):
 def test_a_once_job_runs_once_and_completes(tenant):
     at = timezone.now() + dt.timedelta(seconds=30)
     job = _job(tenant, scheduleType="once", atTimestamp=int(at.timestamp() * 1000), eventTopic="t")
-    assert services.cron_job_fire(job_id=job.pk, fired_at=at - dt.timedelta(seconds=10)) is None  # early
-    run = services.cron_job_fire(job_id=job.pk, fired_at=at + dt.timedelta(milliseconds=5))
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=at - dt.timedelta(seconds=10)) is None  # early
+    run = runs.cron_job_fire(job_id=job.pk, fired_at=at + dt.timedelta(milliseconds=5))
     assert run is not None
-    assert services.cron_job_fire(job_id=job.pk, fired_at=at + dt.timedelta(milliseconds=9)) is None
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=at + dt.timedelta(milliseconds=9)) is None
     job.refresh_from_db()
     assert job.status == "completed"
     assert job.next_run_at is None
@@ -96,18 +96,18 @@ def test_an_interval_job_counts_from_each_fire(tenant, settings):
     task = PeriodicTask.objects.get(name=job.periodic_task_name)
     assert task.last_run_at == job.next_run_at - dt.timedelta(seconds=10)  # beat's first fire = next_run_at
     fired = job.next_run_at + dt.timedelta(milliseconds=20)
-    assert services.cron_job_fire(job_id=job.pk, fired_at=fired).scheduled_for == job.next_run_at
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=fired).scheduled_for == job.next_run_at
     job.refresh_from_db()
     assert job.next_run_at == fired + dt.timedelta(seconds=10)
     # A second beat, whose own clock for this entry is out of step, fires in between: nothing due.
-    assert services.cron_job_fire(job_id=job.pk, fired_at=fired + dt.timedelta(seconds=4)) is None
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=fired + dt.timedelta(seconds=4)) is None
 
 
 def test_a_suspended_tenants_jobs_do_not_fire(tenant):
     job = _job(tenant, scheduleType="cron", expression="*/5 * * * *", eventTopic="t")
     slot = job.next_run_at
     Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.SUSPENDED)
-    assert services.cron_job_fire(job_id=job.pk, fired_at=slot) is None
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=slot) is None
     assert not CronRun.objects.exists()
     assert not Event.objects.filter(type="cron_event").exists()
     job.refresh_from_db()
@@ -118,17 +118,17 @@ def test_a_paused_job_does_not_fire_and_resuming_skips_the_missed_slots(tenant):
     job = _job(tenant, scheduleType="cron", expression="*/5 * * * *", eventTopic="t")
     slot = job.next_run_at
     services.cron_job_pause(tenant=tenant, job=job)
-    assert services.cron_job_fire(job_id=job.pk, fired_at=slot) is None
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=slot) is None
     job = services.cron_job_resume(tenant=tenant, job=job)
     # beat may fire at once for a slot it missed while the entry was off: that slot is not run.
-    assert services.cron_job_fire(job_id=job.pk, fired_at=timezone.now()) is None
-    assert services.cron_job_fire(job_id=job.pk, fired_at=job.next_run_at) is not None
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=timezone.now()) is None
+    assert runs.cron_job_fire(job_id=job.pk, fired_at=job.next_run_at) is not None
 
 
 def test_a_job_whose_agent_was_deleted_fails_with_the_reason(tenant, agent):
     job = _job(tenant, scheduleType="cron", expression="*/5 * * * *", agent=agent.name, prompt="hi")
     agent.delete()
-    run = services.cron_job_fire(job_id=job.pk, fired_at=job.next_run_at)
+    run = runs.cron_job_fire(job_id=job.pk, fired_at=job.next_run_at)
     assert run.status == "failed"
     assert "agent was deleted" in run.error
     job.refresh_from_db()
@@ -155,11 +155,11 @@ def test_a_prompt_job_with_a_fixed_session_keeps_its_answers_there(
         session=chat.session_id,
     )
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.cron_job_fire(job_id=job.pk, fired_at=job.next_run_at)
+        run = runs.cron_job_fire(job_id=job.pk, fired_at=job.next_run_at)
     turn = Turn.objects.get(pk=run.turn_id)
     assert str(turn.session_id) == chat.session_id
     assert turn.status == Turn.Status.COMPLETED
-    assert services.cron_runs_settle() == 1
+    assert runs.cron_runs_settle() == 1
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert run.finished_at is not None
@@ -169,7 +169,7 @@ def test_a_deleted_tenants_beat_entries_are_pruned(tenant, other_tenant):
     mine = _job(tenant, scheduleType="cron", expression="0 * * * *", eventTopic="t")
     gone = _job(other_tenant, scheduleType="cron", expression="0 * * * *", eventTopic="t")
     other_tenant.delete()
-    assert services.periodic_tasks_prune() == 1
+    assert runs.periodic_tasks_prune() == 1
     assert PeriodicTask.objects.filter(name=mine.periodic_task_name).exists()
     assert not PeriodicTask.objects.filter(name=gone.periodic_task_name).exists()
 

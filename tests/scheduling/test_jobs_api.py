@@ -240,7 +240,7 @@ def test_run_now_of_an_agent_job_starts_a_turn_in_a_new_session(
     assert run["turnId"]
     assert run["status"] == "running"
     from apps.conversations.models import Turn
-    from apps.scheduling.services import cron_runs_settle
+    from apps.scheduling.runs import cron_runs_settle
 
     turn = Turn.objects.get(pk=run["turnId"])
     assert turn.status == Turn.Status.COMPLETED

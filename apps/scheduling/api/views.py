@@ -13,7 +13,7 @@ from apps.core.api.views import TenantAPIView
 from apps.core.errors import error_body
 from apps.core.openapi import ERROR_RESPONSES, ErrorSerializer
 from apps.core.pagination import DefaultPagination
-from apps.scheduling import selectors, services
+from apps.scheduling import runs, selectors, services
 from apps.scheduling.api.serializers import (
     CronJobSerializer,
     CronRunSerializer,
@@ -160,7 +160,7 @@ class CronJobRunView(_SchedulingView):
         responses={202: RunEnvelopeSerializer, **ERROR_RESPONSES},
     )
     def post(self, request, job_id):
-        run = services.cron_job_run_now(tenant=self.tenant, job=self.job_or_404(job_id))
+        run = runs.cron_job_run_now(tenant=self.tenant, job=self.job_or_404(job_id))
         return Response({"run": run_json(run)}, status=202)
 
 
@@ -211,8 +211,8 @@ class CronRunListView(_SchedulingView):
         status = request.query_params.get("status") or None
         if status is not None and status not in CronRun.Status.values:
             raise ValidationError({"status": [f"One of {', '.join(CronRun.Status.values)}."]})
-        runs = selectors.cron_run_list(tenant=self.tenant, job_id=job_id, status=status)
-        return self._paginated(self.pagination_class(), runs, run_json)
+        found = selectors.cron_run_list(tenant=self.tenant, job_id=job_id, status=status)
+        return self._paginated(self.pagination_class(), found, run_json)
 
 
 class SchedulerStatusView(_SchedulingView):
