@@ -45,7 +45,8 @@ def cron_job_fire(*, job_id, fired_at: dt.datetime | None = None) -> CronRun | N
     now = timezone.now()
     fired_at = fired_at or now
     with transaction.atomic():
-        job = CronJob.objects.select_for_update().select_related("tenant").filter(pk=job_id).first()
+        # Only the job row: the tenant row is not locked by every fire of its jobs.
+        job = CronJob.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=job_id).first()
         if job is None or job.status != CronJob.Status.ACTIVE or not job.enabled:
             return None
         slot = slot_for_fire(job, fired_at=fired_at, tolerance=settings.CRON_FIRE_TOLERANCE_SECONDS)
