@@ -149,7 +149,6 @@ def test_each_schedule_type_is_created_with_its_beat_entry(owner_client, agent, 
 def test_bad_jobs_get_the_reference_errors(owner_client, agent, body, error, field):
     response = _create(owner_client, **body)
     assert response.status_code == 400, response.json()
-    assert response.json()["error"].startswith(error.split(" (")[0]) or error in response.json()["error"]
     assert error in response.json()["error"]
     assert field in response.json()["fields"]
     assert not CronJob.objects.exists()
