@@ -151,7 +151,7 @@ def slot_for_fire(job, *, fired_at: dt.datetime, tolerance: float) -> Slot:
     - cron: the latest cron time at or before `fired_at` (plus `tolerance` for clock skew);
     - once: its time, once it is due;
     - interval: the job's next_run_at, once it is due (each run moves it to fire time + N, which
-      is when beat, counting from the same fire, sends the next one).
+      is when beat, counting from the same fire, sends the next one; at least slot + N).
     Slots before `schedule_since` (created, rescheduled or resumed later) are never run."""
     horizon = fired_at + dt.timedelta(seconds=tolerance)
     if job.schedule_type == ScheduleType.CRON:
@@ -171,7 +171,10 @@ def next_after_fire(job, *, scheduled_for: dt.datetime, fired_at: dt.datetime) -
     if job.schedule_type == ScheduleType.CRON:
         return cron_next(job.expression, job.timezone, max(scheduled_for, fired_at))
     if job.schedule_type == ScheduleType.INTERVAL:
-        return fired_at + dt.timedelta(seconds=job.interval_seconds)
+        # From the fire (beat counts its next send from the same moment), but never less than N
+        # after the slot: a second beat out of phase, whose send fell within the tolerance before
+        # the slot, runs it a little early, and the runs stay N apart.
+        return max(fired_at, scheduled_for) + dt.timedelta(seconds=job.interval_seconds)
     return None
 
 

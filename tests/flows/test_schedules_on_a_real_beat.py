@@ -82,8 +82,8 @@ def test_two_beats_fire_each_slot_once_on_a_real_worker(tenant, agent, real_work
     runs = list(CronRun.objects.filter(job=every).order_by("scheduled_for"))
     assert len(runs) >= 3
     gaps = [(b.scheduled_for - a.scheduled_for).total_seconds() for a, b in itertools.pairwise(runs)]
-    # Two beats each send every period; one run per period, never two a moment apart.
-    assert all(gap >= 1.0 for gap in gaps), gaps
+    # Two beats each send every period (out of phase); one run per period, a period apart.
+    assert all(gap >= 1.99 for gap in gaps), gaps
     assert CronRun.objects.filter(job=once).count() == 1
 
     phases = set(

@@ -101,6 +101,14 @@ def test_an_interval_job_counts_from_each_fire(tenant, settings):
     assert job.next_run_at == fired + dt.timedelta(seconds=10)
     # A second beat, whose own clock for this entry is out of step, fires in between: nothing due.
     assert runs.cron_job_fire(job_id=job.pk, fired_at=fired + dt.timedelta(seconds=4)) is None
+    # ... or just before the slot (within the tolerance): it runs the slot, and the next one is
+    # still a whole period after the slot, so runs stay 10 s apart.
+    job.refresh_from_db()
+    slot = job.next_run_at
+    early = runs.cron_job_fire(job_id=job.pk, fired_at=slot - dt.timedelta(milliseconds=600))
+    assert early.scheduled_for == slot
+    job.refresh_from_db()
+    assert job.next_run_at == slot + dt.timedelta(seconds=10)
 
 
 def test_a_suspended_tenants_jobs_do_not_fire(tenant):
