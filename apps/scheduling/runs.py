@@ -68,7 +68,7 @@ def cron_job_fire(*, job_id, fired_at: dt.datetime | None = None) -> CronRun | N
             job.status, job.enabled = CronJob.Status.COMPLETED, False
         job.save(update_fields=["run_count", "last_run_at", "next_run_at", "status", "enabled", "updated_at"])
         if job.schedule_type == ScheduleType.ONCE:
-            beat.periodic_task_sync(job)
+            beat.periodic_task_retire(job)
         _run_perform(job, run)
     return run
 

@@ -262,8 +262,11 @@ def test_scheduler_routes(owner_client, tenant):
     assert owner_client.get("/api/settings/scheduler/jobs").json()["count"] == 0
 
 
-def test_the_beat_heartbeat_is_what_beat_publishes():
+def test_the_beat_heartbeat_is_what_beat_publishes(monkeypatch):
+    from apps.scheduling import beat
     from apps.scheduling.beat import FIRE_TASK, FIRED_AT_HEADER, _stamp_beat_publish, beat_last_publish
+
+    monkeypatch.setattr(beat, "_last_heartbeat", None)
 
     headers = {"periodic_task_name": "cron:x"}
     _stamp_beat_publish(sender=FIRE_TASK, headers=headers)
