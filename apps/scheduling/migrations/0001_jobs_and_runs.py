@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("agents", "0005_platform_spend"),
-        ("conversations", "0006_jobs_and_runs"),
+        ("conversations", "0005_turn_core"),
         ("tenancy", "0006_apikey_monthly_budget"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
