@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: vendor bench-dashboard run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings services-up services-down services-status
+.PHONY: vendor bench-dashboard run test lint format schema bench-api bench-turns bench-ws bench-memory bench-budgets bench-embeddings bench-cron services-up services-down services-status
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -82,6 +82,10 @@ bench-budgets: $(VENV)/.dev.stamp
 
 # Query-embedding latency per local runtime (torch vs ONNX Runtime); no database needed.
 # BENCH_ARGS="--threads 1 2" also measures two intra-op threads.
+# Starts its own beat and one worker against the services (bench/cron.py).
+bench-cron: $(VENV)/.dev.stamp
+	$(PY) -m agentplatform.embedded exec -- $(PY) bench/cron.py $(BENCH_ARGS)
+
 bench-embeddings: $(VENV)/.dev.stamp
 	$(PY) bench/embeddings.py $(BENCH_ARGS)
 

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.conversations",
     "apps.memory",
     "apps.policy",
+    "apps.scheduling",
     "apps.dashboard",
 ]
 
@@ -289,6 +290,10 @@ SPECTACULAR_SETTINGS = {
         "TurnStatusEnum": "apps.conversations.models.Turn.Status",
         "PolicyActionEnum": "apps.policy.models.Action",
         "SessionModeEnum": "apps.conversations.models.ChatSession.Mode",
+        "CronScheduleTypeEnum": "apps.scheduling.models.ScheduleType",
+        "CronActionTypeEnum": "apps.scheduling.models.ActionType",
+        "CronJobStatusEnum": "apps.scheduling.models.CronJob.Status",
+        "CronRunStatusEnum": "apps.scheduling.models.CronRun.Status",
     },
 }
 
@@ -553,6 +558,31 @@ SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 SSE_FALLBACK_POLL_SECONDS = env.float("SSE_FALLBACK_POLL_SECONDS", default=2.0)
 # A stream whose client reads nothing for this long while data waits is cut (it resumes by id).
 STREAM_STALL_SECONDS = env.float("STREAM_STALL_SECONDS", default=60.0)
+# --- schedules (apps/scheduling, docs/scheduling.md) ----------------------------------------
+# Beat wakes at least this often: it notices new and changed jobs (and fires the ones due) no
+# later than this after they change. django-celery-beat's default is 5 s.
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.float("CELERY_BEAT_MAX_LOOP_INTERVAL", default=1.0)
+# Platform defaults of the tenant settings cron_min_interval_seconds and cron_max_jobs.
+CRON_MIN_INTERVAL_SECONDS = env.int("CRON_MIN_INTERVAL_SECONDS", default=60)
+CRON_MAX_JOBS = env.int("CRON_MAX_JOBS", default=100)
+# A fire counts for a slot up to this much before it (clock skew between beat and the worker).
+CRON_FIRE_TOLERANCE_SECONDS = env.float("CRON_FIRE_TOLERANCE_SECONDS", default=1.0)
+# A fire that waited in the broker longer than this is dropped (0: never); the next slot comes.
+CRON_FIRE_EXPIRES_SECONDS = env.int("CRON_FIRE_EXPIRES_SECONDS", default=300)
+# Beat counts as stopped when it has sent nothing for this long (it sends sweeps every few s).
+CRON_BEAT_STALE_SECONDS = env.float("CRON_BEAT_STALE_SECONDS", default=30.0)
+# How often runs whose turn ended take the turn's outcome.
+CRON_RUN_SETTLE_SECONDS = env.float("CRON_RUN_SETTLE_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["scheduling.settle-runs"] = {
+    "task": "apps.scheduling.tasks.settle_cron_runs",
+    "schedule": CRON_RUN_SETTLE_SECONDS,
+    "options": {"expires": CRON_RUN_SETTLE_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["scheduling.prune-beat-entries"] = {
+    "task": "apps.scheduling.tasks.prune_beat_entries",
+    "schedule": 600.0,
+}
+
 CELERY_BEAT_SCHEDULE["events.trim-log"] = {"task": "apps.events.tasks.trim_event_log", "schedule": 600.0}
 
 # --- logging -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ api_patterns = [
     path("", include("apps.tools.api.urls")),
     path("", include("apps.events.api.urls")),
     path("", include("apps.policy.api.urls")),
+    path("", include("apps.scheduling.api.urls")),
 ]
 
 urlpatterns = [

@@ -9,6 +9,7 @@ from django.contrib.auth.hashers import make_password
 from apps.tenancy.models import Membership, Role, Tenant
 from tests.agents.populate import populate_agents
 from tests.memory.populate import populate_memory
+from tests.scheduling.populate import populate_scheduling
 from tests.tools.populate import populate_tools
 
 PASSWORD = "correct horse battery staple"
@@ -73,6 +74,7 @@ def populate_tenant(tenant: Tenant) -> list[str]:
     identifiers += populate_tools(tenant)
     identifiers += _populate_conversations(tenant, owner)
     identifiers += populate_memory(tenant)
+    identifiers += populate_scheduling(tenant)
     return identifiers
 
 

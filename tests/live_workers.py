@@ -108,3 +108,41 @@ def _wait_until_worker_idle(timeout: float = 30.0) -> None:
         if active and not any(active.values()):
             return
         time.sleep(0.1)
+
+
+@pytest.fixture
+def start_beat(celery_worker_process):
+    """`start_beat()`: a real celery beat on django-celery-beat's DatabaseScheduler against the
+    test database (as the worker fixture runs it), stopped after the test. Per test: a flushed
+    test database leaves a running beat's idea of "last change" behind."""
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def start() -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "DB_POOL_MAX_SIZE": "2",
+            "CELERY_BEAT_MAX_LOOP_INTERVAL": "1",
+            "CRON_RUN_SETTLE_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = open(BASE_DIR / "var" / f"test-beat-{len(started)}.log", "w")  # noqa: SIM115 - closed at teardown
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "agentplatform", "beat", "-l", "info", "--pidfile="],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        started.append((beat, log))
+        return beat
+
+    yield start
+    for beat, log in started:
+        beat.terminate()
+        try:
+            beat.wait(10)
+        except subprocess.TimeoutExpired:
+            beat.kill()
+        log.close()

@@ -18,7 +18,13 @@ MESSAGE_REJECTED = "message_rejected"  # data: {"active_turn_id", "multitask": "
 SESSION_UPDATED = "session_updated"
 APPROVAL_REQUEST = "approval_request"  # a tool call waits for a human decision
 APPROVAL_RESOLVED = "approval_resolved"  # approved, denied or expired
-JOB_UPDATE = "job_update"  # a scheduled job or background task changed state
+# A scheduled job changed state (apps/scheduling): data {"job_id", "name", "phase", "status",
+# "next_run_at", "run_count", "reason"?, "run"?: {"id", "status", "scheduled_for", "trigger",
+# "lateness_ms", "turn_id", "error"}}; phase is created | updated | paused | resumed | deleted |
+# fired | finished | failed | completed.
+JOB_UPDATE = "job_update"
+# An event-topic job ran: data {"topic", "payload", "job_id", "run_id"} (the tenant's stream).
+CRON_EVENT = "cron_event"
 # Not in the log (id is null): sent every SYSTEM_STATUS_SECONDS to connected clients of each tenant.
 SYSTEM_STATUS = "system_status"  # data: {"workers": int | null, "queue_depth": int | null, "active_turns": int}
 

@@ -40,7 +40,9 @@ def policy_decide(*, tenant, agent, tool, arguments: dict[str, Any]) -> PolicyDe
 
     1. safe mode: every write or external tool is denied;
     2. the agent's rule for this tool, then the tenant's;
-    3. the agent's default, then the tenant's default (allow when nothing is set).
+    3. the agent's default, then the tenant's default (allow when nothing is set), unless the
+       tool's own default (`Tool.default_action`, e.g. schedule_task's require_approval) is
+       stricter.
     """
     tenant_settings = _tenant_settings(tenant)
     if tenant_settings and tenant_settings.safe_mode and tool.side_effect in (SideEffect.WRITE, SideEffect.EXTERNAL):
@@ -52,6 +54,19 @@ def policy_decide(*, tenant, agent, tool, arguments: dict[str, Any]) -> PolicyDe
     if rule is not None:
         whose = f"agent {agent.name}'s" if rule.agent_id else "tenant"
         return PolicyDecision(rule.action, f"{whose} rule for {tool.name}: {rule.action}")
+    configured = _configured_default(tenant=tenant, agent=agent, tenant_settings=tenant_settings)
+    own = getattr(tool, "default_action", None)
+    if own and _STRICTNESS.get(own, 0) > _STRICTNESS.get(configured.action, 0):
+        return PolicyDecision(own, f"{tool.name}'s own default: {own} (a rule for {tool.name} can change it)")
+    return configured
+
+
+# A tool's own default (Tool.default_action) applies only when it is stricter than the configured
+# one: a tenant that denies by default keeps denying schedule_task.
+_STRICTNESS = {Action.ALLOW: 0, Action.REQUIRE_APPROVAL: 1, Action.DENY: 2}
+
+
+def _configured_default(*, tenant, agent, tenant_settings) -> PolicyDecision:
     if agent is not None:
         agent_settings = PolicySettings.objects.filter(tenant=tenant, agent=agent).first()
         if agent_settings is not None:

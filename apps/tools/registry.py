@@ -62,6 +62,10 @@ class Tool:
     # Safe to run twice with the same arguments. A call whose worker died mid-way runs again on
     # the worker that takes the turn over only if its tool says so (None: read tools are).
     idempotent: bool | None = None
+    # The policy for this tool when no rule names it: None (the tenant's or agent's default) or
+    # an action ("require_approval", "deny") that the policy applies unless the configured
+    # default is stricter. A tool that acts later on the user's behalf (schedule_task) asks first.
+    default_action: str | None = None
 
     @property
     def is_idempotent(self) -> bool:
@@ -127,6 +131,18 @@ class ToolRegistry:
             {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
             for tool in self.tools(names)
         ]
+
+
+def builtin_tool_register(tool: Tool) -> Tool:
+    """Add a built-in from an app above tools (at its AppConfig.ready()): the face apps
+    (scheduling) offer tools that tools may not import. Registering the same tool again is a
+    no-op (ready() can run twice in one process); another tool under a taken name is an error."""
+    if PLUGIN_SEPARATOR in tool.name:
+        raise ValueError(f"Built-in tool names never contain '{PLUGIN_SEPARATOR}': {tool.name}")
+    existing = builtin_registry.get(tool.name)
+    if existing is tool:
+        return tool
+    return builtin_registry.register(tool)
 
 
 def tools_for_agent(agent) -> list[Tool]:

@@ -15,6 +15,10 @@ Behaviour, decided from the conversation alone:
      call `calculator` `{"expression": "<the expression>"}`;
    - it starts with "remember (that) ..." and a `remember` tool is offered ->
      call `remember` `{"fact": "<the rest>"}`;
+   - it is "remind me (today|tomorrow) at H[:MM][am|pm] to X" or "remind me in N
+     seconds|minutes|hours to X" and a `schedule_task` tool is offered -> call `schedule_task`
+     `{"prompt": "Reminder: X", "at": "<that time, UTC>", "timezone": "UTC"}` (the one answer that
+     reads the clock: "tomorrow" needs today's date);
    - else a labeled echo of the message (what was typed; attached files are named with their
      type, size and how much of them was read) with a hint on configuring a real provider, followed by
      the memories the context recalled for this turn, if any ("I remember: ..."), so a fresh
@@ -24,6 +28,7 @@ Text streams through `on_text` word by word; usage counts ceil(characters / 4).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
@@ -57,6 +62,16 @@ _HAS_OPERATION_RE = re.compile(r"[\d.)]\s*[-+*/^%]\s*[\d.(]")
 _WORD_RE = re.compile(r"\S+\s*|\s+")
 _REMEMBER_RE = re.compile(r"^\s*(?:please\s+)?remember(?:\s+that)?[\s:,]+(?P<fact>\S.*)$", re.IGNORECASE | re.DOTALL)
 RECALLED_SHOWN = 3
+_REMIND_AT_RE = re.compile(
+    r"^\s*(?:please\s+)?remind\s+me\s+(?P<day>today|tomorrow)?\s*at\s+(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?"
+    r"\s*(?P<ampm>am|pm)?\s+(?:to\s+)?(?P<what>\S.*?)[.!]?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_REMIND_IN_RE = re.compile(
+    r"^\s*(?:please\s+)?remind\s+me\s+in\s+(?P<count>\d{1,5})\s*(?P<unit>seconds?|minutes?|hours?)"
+    r"\s+(?:to\s+)?(?P<what>\S.*?)[.!]?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 class OfflineClient:
@@ -94,6 +109,9 @@ class OfflineClient:
         expression = find_expression(text)
         if expression and "calculator" in offered:
             return self._call("calculator", {"expression": expression}, number, served, input_tokens)
+        reminder = reminder_arguments(text) if "schedule_task" in offered else None
+        if reminder:
+            return self._call("schedule_task", reminder, number, served, input_tokens)
         remembered = _REMEMBER_RE.match(text)
         if remembered and "remember" in offered:
             fact = remembered.group("fact").strip()[:FACT_LIMIT]
@@ -166,6 +184,38 @@ def describe_attachments(files: list[dict]) -> str:
         described.append(f"{name} ({', '.join(facts)})")
     noun = "file" if len(files) == 1 else "files"
     return f"I was given {len(files)} {noun}: " + "; ".join(described) + "."
+
+
+def reminder_arguments(text: str, *, now: dt.datetime | None = None) -> dict | None:
+    """schedule_task's arguments for "remind me tomorrow at 9 to call the bank", or None."""
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    relative = _REMIND_IN_RE.match(text)
+    if relative:
+        unit = relative.group("unit").lower().rstrip("s")
+        seconds = int(relative.group("count")) * {"second": 1, "minute": 60, "hour": 3600}[unit]
+        when, what = now + dt.timedelta(seconds=seconds), relative.group("what")
+    else:
+        match = _REMIND_AT_RE.match(text)
+        if not match:
+            return None
+        hour, minute = int(match.group("hour")), int(match.group("minute") or 0)
+        ampm = (match.group("ampm") or "").lower()
+        if ampm == "pm" and hour < 12:
+            hour += 12
+        elif ampm == "am" and hour == 12:
+            hour = 0
+        if hour > 23 or minute > 59:
+            return None
+        day = now.date() + dt.timedelta(days=1 if (match.group("day") or "").lower() == "tomorrow" else 0)
+        when = dt.datetime.combine(day, dt.time(hour, minute), tzinfo=dt.UTC)
+        if when <= now:  # "at 9" said after nine today means tomorrow
+            when += dt.timedelta(days=1)
+        what = match.group("what")
+    return {
+        "prompt": f"Reminder: {what.strip()}",
+        "at": when.replace(microsecond=0).isoformat(),
+        "timezone": "UTC",
+    }
 
 
 def find_expression(text: str) -> str:

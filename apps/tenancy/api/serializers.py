@@ -32,6 +32,18 @@ class TenantSettingsSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Most agents the tenant may have; creating one more answers 409. Null means no limit.",
     )
+    cron_max_jobs = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Most active or paused cron jobs (CRON_MAX_JOBS by default, 100); one more answers 409.",
+    )
+    cron_min_interval_seconds = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Shortest interval (and cron gap) a job may have, in seconds (CRON_MIN_INTERVAL_SECONDS, 60).",
+    )
     default_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     approval_role = serializers.ChoiceField(
         choices=[Role.MEMBER, Role.ADMIN, Role.OWNER],
