@@ -103,6 +103,19 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
+class QueryNulByteMiddleware:
+    """A NUL byte in the query string is a 400 for every route: PostgreSQL text cannot hold one,
+    so any filter that reaches a query with it would be a 500, and no real value contains one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
+            return json_error(400, "Bad request", "The query string contains a NUL byte (%00); remove it.")
+        return self.get_response(request)
+
+
 class PreflightNoContentMiddleware:
     """django-cors-headers answers a preflight with 200 and no body; the contract is 204."""
 

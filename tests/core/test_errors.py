@@ -102,3 +102,10 @@ def test_cors_preflight_is_204_with_allow_headers(anon_client):
     assert response.status_code == 204
     assert response["Access-Control-Allow-Origin"] == "*"
     assert "authorization" in response["Access-Control-Allow-Headers"].lower()
+
+
+@pytest.mark.parametrize("path", ["/api/audit/log?actor=a%00b", "/api/sessions?search=%00", "/chat/?q=x%00"])
+def test_a_nul_byte_in_the_query_string_is_a_400_not_a_500(owner_client, path):
+    response = owner_client.get(path)
+    assert response.status_code == 400
+    assert "NUL byte" in response.json()["message"]

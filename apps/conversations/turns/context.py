@@ -60,8 +60,12 @@ def _history(turn: Turn) -> list[Message]:
         .values("input_message__created_at")
         .order_by("created_at")[:1]
     )
+    # "Earlier" is by the messages they answer, as the claim orders a session's turns (state.py):
+    # two racing posts can commit their turns in the other order.
     earlier_answers = Turn.objects.filter(
-        session_id=turn.session_id, created_at__lt=turn.created_at, output_message__isnull=False
+        session_id=turn.session_id,
+        input_message__created_at__lt=turn.input_message.created_at,
+        output_message__isnull=False,
     ).values("output_message_id")
     # Only the session's latest messages are looked at (the window's size three times over, the
     # answers of those turns included), so a long session costs what a short one does.
