@@ -81,6 +81,7 @@ function wireForm(form) {
   const zone = form.querySelector("[data-default-browser='1']");
   if (zone && !zone.value) {
     zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    zone.dispatchEvent(new Event("change", { bubbles: true })); // the preview reads it again
   }
   applySwitches(form);
   form.addEventListener("change", (event) => {

@@ -116,15 +116,22 @@ def schedules_list(request):
 @member_required
 def schedule_preview(request):
     """The schedule the form describes, in words, and when it would run first (as the user types)."""
-    context: dict = {"typed": bool(request.GET.get("schedule_type"))}
+    context: dict = {}
+    if not any(request.GET.get(key, "").strip() for key in ("expression", "at", "interval_seconds")):
+        return render(request, "dashboard/schedules/_preview.html", context)  # nothing typed yet
     try:
         fields = schedule_fields(forms.schedule_body(request.GET))
     except ScheduleError as exc:
-        context["error"] = str(exc)
+        context["preview_error"] = str(exc)
     else:
-        context["description"] = describe(**{k: fields[k] for k in ("schedule_type", "expression", "timezone", "at")},
-                                          interval_seconds=fields["interval_seconds"])
-        context["next_run"] = first_run(CronJob(**fields), now=timezone.now())
+        context["preview_description"] = describe(
+            schedule_type=fields["schedule_type"],
+            expression=fields["expression"],
+            timezone=fields["timezone"],
+            at=fields["at"],
+            interval_seconds=fields["interval_seconds"],
+        )
+        context["preview_next"] = first_run(CronJob(**fields), now=timezone.now())
     return render(request, "dashboard/schedules/_preview.html", context)
 
 
