@@ -9,6 +9,10 @@ const POLL_MS = 5000;
 
 let retryMs = 1000;
 let pollTimer = null;
+// A button's request in flight: a refresh now would swap out the form that sent it, and htmx
+// would drop its answer (and its toast). The refresh waits for it.
+let inflight = 0;
+let deferred = false;
 
 function liveParts() {
   return Array.from(document.querySelectorAll("[data-live-url]"));
@@ -23,6 +27,11 @@ function setStatus(state, text) {
 
 function refresh() {
   if (!window.htmx) return;
+  if (inflight > 0) {
+    deferred = true;
+    return;
+  }
+  deferred = false;
   for (const part of liveParts()) {
     window.htmx.ajax("GET", part.dataset.liveUrl, { target: `#${part.id}`, swap: "outerHTML" });
   }
@@ -94,6 +103,14 @@ function start() {
   if (!liveParts().length) return;
   // Parts are swapped whole (outerHTML): the frame localizes the old element, so do the new one.
   document.body.addEventListener("htmx:afterSettle", () => liveParts().forEach((part) => localizeTimes(part)));
+  document.body.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.detail.elt.tagName === "FORM") inflight += 1;
+  });
+  document.body.addEventListener("htmx:afterRequest", (event) => {
+    if (event.detail.elt.tagName !== "FORM") return;
+    inflight = Math.max(0, inflight - 1);
+    if (inflight === 0 && deferred) refresh();
+  });
   if ("WebSocket" in window) connect();
   else startPolling();
 }
