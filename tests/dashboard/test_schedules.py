@@ -58,7 +58,8 @@ def test_an_admin_schedules_runs_pauses_and_resumes_an_agent_job(page, sign_in):
     page.get_by_role("button", name="Resume").click()
     expect(page.get_by_test_id("job-status")).to_have_text("Active")
     job.refresh_from_db()
-    assert job.status == CronJob.Status.ACTIVE and job.run_count == 1
+    assert job.status == CronJob.Status.ACTIVE
+    assert job.run_count == 1
 
 
 def test_a_member_follows_jobs_live_but_sees_no_write_controls(page, sign_in):

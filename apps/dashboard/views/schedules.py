@@ -88,7 +88,9 @@ def _form_context(request, *, job: CronJob | None, values: dict, errors: dict) -
         "values": values,
         "errors": errors,
         "agents": list(agent_list(tenant=tenant)),
-        "sessions": list(session_list(tenant=tenant, include_archived=False).select_related("agent")[:SESSIONS_OFFERED]),
+        "sessions": list(
+            session_list(tenant=tenant, include_archived=False).select_related("agent")[:SESSIONS_OFFERED]
+        ),
         "zones": ZONES,
         "can_write": request.principal.has_role(Role.ADMIN),
     }
