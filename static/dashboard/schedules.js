@@ -100,9 +100,13 @@ function wireForm(form) {
 
 function start() {
   for (const form of document.querySelectorAll("[data-schedule-form]")) wireForm(form);
-  if (!liveParts().length) return;
   // Parts are swapped whole (outerHTML): the frame localizes the old element, so do the new one.
-  document.body.addEventListener("htmx:afterSettle", () => liveParts().forEach((part) => localizeTimes(part)));
+  document.body.addEventListener("htmx:afterSettle", () => {
+    liveParts().forEach((part) => localizeTimes(part));
+    const preview = document.getElementById("schedule-preview");
+    if (preview) localizeTimes(preview);
+  });
+  if (!liveParts().length) return;
   document.body.addEventListener("htmx:beforeRequest", (event) => {
     if (event.detail.elt.tagName === "FORM") inflight += 1;
   });
