@@ -33,7 +33,7 @@ function refresh() {
   }
   deferred = false;
   for (const part of liveParts()) {
-    window.htmx.ajax("GET", part.dataset.liveUrl, { target: `#${part.id}`, swap: "outerHTML" });
+    window.htmx.ajax("GET", part.dataset.liveUrl, { source: part, target: part, swap: "outerHTML" });
   }
 }
 
@@ -108,7 +108,11 @@ function start() {
   });
   if (!liveParts().length) return;
   document.body.addEventListener("htmx:beforeRequest", (event) => {
-    if (event.detail.elt.tagName === "FORM") inflight += 1;
+    if (event.detail.elt.tagName !== "FORM") return;
+    inflight += 1;
+    // A refresh already on its way would swap the form out too: drop it, refresh after.
+    deferred = true;
+    liveParts().forEach((part) => window.htmx.trigger(part, "htmx:abort"));
   });
   document.body.addEventListener("htmx:afterRequest", (event) => {
     if (event.detail.elt.tagName !== "FORM") return;

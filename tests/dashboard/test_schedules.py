@@ -43,6 +43,7 @@ def test_an_admin_schedules_runs_pauses_and_resumes_an_agent_job(page, sign_in):
     job = CronJob.objects.get(tenant=tenant)
     expect(page.get_by_test_id("job-status")).to_have_text("Active")
     expect(page.get_by_text("No runs yet.")).to_be_visible()
+    expect(page.locator("#schedules-live")).to_have_text("Live")
 
     page.get_by_role("button", name="Run now").click()
     # The run starts the agent's turn inside the request (eager Celery in tests): give it time.
