@@ -8,7 +8,7 @@ from apps.dashboard.views import auth, home, observatory
 
 # The sidebar's items follow this import order (each page module adds its own NavItem).
 # isort: off
-from apps.dashboard.views import chat, approvals, memory
+from apps.dashboard.views import chat, approvals, memory, schedules
 from apps.dashboard.views import agents, providers, skills, policy, workspace
 from apps.dashboard.views import keys, members, audit, usage, invite
 # isort: on
@@ -38,6 +38,16 @@ urlpatterns = [
     path("memory/entries/<uuid:entry_id>/delete/", memory.memory_entry_delete, name="memory_entry_delete"),
     path("memory/delete/", memory.memory_bulk_delete, name="memory_bulk_delete"),
     path("memory/clear/", memory.memory_collection_clear, name="memory_clear"),
+    path("schedules/", schedules.schedules_page, name="schedules"),
+    path("schedules/list/", schedules.schedules_list, name="schedules_list"),
+    path("schedules/new/", schedules.schedule_new, name="schedule_new"),
+    path("schedules/preview/", schedules.schedule_preview, name="schedule_preview"),
+    path("schedules/<uuid:job_id>/", schedules.schedule_detail, name="schedule_detail"),
+    path("schedules/<uuid:job_id>/runs/", schedules.schedule_runs, name="schedule_runs"),
+    path("schedules/<uuid:job_id>/run/", schedules.schedule_run, name="schedule_run"),
+    path("schedules/<uuid:job_id>/pause/", schedules.schedule_pause, name="schedule_pause"),
+    path("schedules/<uuid:job_id>/resume/", schedules.schedule_resume, name="schedule_resume"),
+    path("schedules/<uuid:job_id>/delete/", schedules.schedule_delete, name="schedule_delete"),
     # Build: agents, providers, skills & plugins, policy, workspace
     path("agents/", agents.agent_list, name="agents"),
     path("agents/new/", agents.agent_new, name="agent_new"),

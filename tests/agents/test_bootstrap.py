@@ -40,7 +40,16 @@ def test_with_nothing_configured_the_assistant_runs_offline(tenant):
     agent = services.tenant_bootstrap_agents(tenant=tenant, actor=ACTOR)
     assert agent.name == "assistant"
     assert agent.guide_model.ref == "offline/offline-small"
-    assert agent.enabled_tools == ["current_time", "calculator", "http_get", "remember", "recall"]
+    assert agent.enabled_tools == [
+        "current_time",
+        "calculator",
+        "http_get",
+        "remember",
+        "recall",
+        "schedule_task",
+        "list_scheduled_tasks",
+        "cancel_scheduled_task",
+    ]
     assert "helpful assistant" in agent.system_prompt
     assert counts(tenant) == (1, 1, 1)
 

@@ -20,7 +20,18 @@ from apps.tenancy.principal import Actor
 logger = logging.getLogger(__name__)
 
 DEFAULT_AGENT_NAME = "assistant"
-DEFAULT_AGENT_TOOLS = ["current_time", "calculator", "http_get", "remember", "recall"]
+# The scheduling tools by name (apps.scheduling registers them at ready(); agents does not import
+# it): "remind me tomorrow at 9 ..." works out of the box, schedule_task behind its approval.
+DEFAULT_AGENT_TOOLS = [
+    "current_time",
+    "calculator",
+    "http_get",
+    "remember",
+    "recall",
+    "schedule_task",
+    "list_scheduled_tasks",
+    "cancel_scheduled_task",
+]
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely. Use the tools you are given when they "
     "help (the current time, a calculator, fetching a web page) and say so when you are unsure. When the "
