@@ -20,7 +20,7 @@ from apps.tenancy import services
 from apps.tenancy.models import Role, Scope, Tenant
 from apps.tenancy.principal import Actor
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
-from tests.live_workers import celery_worker_process, real_worker  # noqa: F401 - fixtures for every test
+from tests.live_workers import celery_worker_process, real_worker, start_beat  # noqa: F401 - fixtures for every test
 from tests.stubs.listener import fake_dns, listener  # noqa: F401 - fixtures for every test
 from tests.stubs.model_server import StubModelServer, model_server  # noqa: F401 - a fixture for every test
 
