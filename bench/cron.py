@@ -1,5 +1,6 @@
-"""Cron job lateness: jobs fired by a real celery beat (django-celery-beat's DatabaseScheduler)
-and run by one real Celery worker, against the configured (or embedded) PostgreSQL and Redis.
+"""Cron job lateness: jobs fired by a real celery beat (apps.scheduling.scheduler.JobScheduler, a
+django-celery-beat DatabaseScheduler) and run by one real Celery worker, against the configured (or
+embedded) PostgreSQL and Redis.
 
 Run with `make bench-cron` (it starts the embedded services if needed). Two rounds:
 

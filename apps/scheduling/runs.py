@@ -74,7 +74,8 @@ def cron_job_fire(*, job_id, fired_at: dt.datetime | None = None) -> CronRun | N
 
 
 def _run_start(job: CronJob, *, scheduled_for: dt.datetime, now: dt.datetime, manual: bool) -> CronRun:
-    run = CronRun.objects.create(
+    """The run, not saved yet: `_run_perform` writes it (an event job's once, already finished)."""
+    run = CronRun(
         tenant_id=job.tenant_id,
         job=job,
         scheduled_for=scheduled_for,
@@ -91,13 +92,14 @@ def _run_perform(job: CronJob, run: CronRun) -> None:
     """The action, through the same services as the API; inside the fire's transaction. A
     failure of the action fails the run (and the job, when it can never succeed again), not the
     transaction that records it."""
+    if job.action_type == ActionType.EVENT:
+        _event_run_perform(job, run)
+        return
+    run.save(force_insert=True)
     job_update_publish(job, "fired", run=run)
     try:
         with transaction.atomic():
-            if job.action_type == ActionType.EVENT:
-                _publish_topic(job, run)
-            else:
-                _prompt_agent(job, run)
+            _prompt_agent(job, run)
     except _JobBroken as broken:
         job_fail(job, str(broken))
         _run_end(run, status=CronRun.Status.FAILED, error=str(broken))
@@ -122,13 +124,24 @@ class _JobBroken(Exception):
     """The job can never run as it is (its agent or session was deleted)."""
 
 
-def _publish_topic(job: CronJob, run: CronRun) -> None:
+def _event_run_perform(job: CronJob, run: CronRun) -> None:
+    """An event job's run: the same events as any run (`fired` with the run running, the topic,
+    `finished`), but the run row is written once, already finished, and without a savepoint: 9
+    queries a fire instead of 12, which a burst of 100 jobs due in one second pays 100 times on
+    two worker processes. The action is one INSERT of the job's validated payload into this
+    database, so it fails only when the database does, and then the whole fire rolls back (the
+    run and its events together) instead of recording a failed run it could not write either."""
+    job_update_publish(job, "fired", run=run)
     publish(
         job.tenant_id,
         ev.CRON_EVENT,
         {"topic": job.event_topic, "payload": job.payload, "job_id": str(job.pk), "run_id": str(run.pk)},
     )
-    _run_end(run, status=CronRun.Status.SUCCEEDED)
+    run.status, run.finished_at = CronRun.Status.SUCCEEDED, timezone.now()
+    run.save(force_insert=True)
+    job_update_publish(job, "finished", run=run)
+    if job.status == CronJob.Status.COMPLETED:
+        job_update_publish(job, "completed", run=run)
 
 
 def _prompt_agent(job: CronJob, run: CronRun) -> None:
