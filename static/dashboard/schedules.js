@@ -4,11 +4,8 @@
 // While the socket is down they are polled instead. The job form shows only the fields of the
 // chosen schedule and action, and starts a new job in the viewer's own timezone.
 import { localizeTimes } from "./app.js";
+import { followTenantEvents } from "./live.js";
 
-const POLL_MS = 5000;
-
-let retryMs = 1000;
-let pollTimer = null;
 // A button's request in flight: a refresh now would swap out the form that sent it, and htmx
 // would drop its answer (and its toast). The refresh waits for it.
 let inflight = 0;
@@ -35,45 +32,6 @@ function refresh() {
   for (const part of liveParts()) {
     window.htmx.ajax("GET", part.dataset.liveUrl, { source: part, target: part, swap: "outerHTML" });
   }
-}
-
-function startPolling() {
-  if (!pollTimer) pollTimer = setInterval(refresh, POLL_MS);
-}
-
-function stopPolling() {
-  clearInterval(pollTimer);
-  pollTimer = null;
-}
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws`);
-  socket.addEventListener("message", (message) => {
-    let data;
-    try {
-      data = JSON.parse(message.data);
-    } catch {
-      return;
-    }
-    if (data.type === "connected") {
-      retryMs = 1000;
-      stopPolling();
-      setStatus("live", "Live");
-      refresh(); // anything that happened while we were away
-    } else if (data.type === "job_update") {
-      refresh();
-    }
-  });
-  socket.addEventListener("close", (event) => {
-    // 4401/4403: not allowed to follow the stream; polling still shows the jobs.
-    setStatus("polling", "Updating every few seconds");
-    startPolling();
-    if (event.code !== 4401 && event.code !== 4403) {
-      setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 30000);
-    }
-  });
 }
 
 /** Show the fields of the chosen schedule type and action ([data-when="schedule:cron"]...). */
@@ -119,8 +77,7 @@ function start() {
     inflight = Math.max(0, inflight - 1);
     if (inflight === 0 && deferred) refresh();
   });
-  if ("WebSocket" in window) connect();
-  else startPolling();
+  followTenantEvents({ types: ["job_update"], refresh, onStatus: setStatus });
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
