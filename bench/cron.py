@@ -44,6 +44,9 @@ def _setup():
     import django
 
     django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "--noinput", verbosity=0)  # as `make run` would: the bench's tables exist
     from apps.tenancy import services as tenancy
     from apps.tenancy.models import Tenant
     from apps.tenancy.principal import Actor
