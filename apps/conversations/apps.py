@@ -15,3 +15,10 @@ class ConversationsConfig(AppConfig):
         from apps.core.chat_sessions import session_directory_register
 
         session_directory_register(directory)
+
+        from django.db.models.signals import pre_delete
+
+        from apps.conversations.attachments import attachments_forget_tenant
+        from apps.tenancy.models import Tenant
+
+        pre_delete.connect(attachments_forget_tenant, sender=Tenant, dispatch_uid="attachments-forget-tenant")

@@ -86,6 +86,13 @@ def _unlink_after_commit(paths: list[Path]) -> None:
     transaction.on_commit(unlink)
 
 
+def attachments_forget_tenant(sender, instance, **kwargs) -> None:  # noqa: ARG001 - a pre_delete receiver
+    """A deleted tenant's attachment rows cascade; its folder of files goes too, once the delete
+    commits (a rolled-back delete keeps them)."""
+    folder = settings.ATTACHMENT_ROOT / str(uuid.UUID(str(instance.pk)))
+    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
 def attachment_read(attachment: Attachment) -> bytes:
     return attachment_path(attachment).read_bytes()
 

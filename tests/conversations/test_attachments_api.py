@@ -230,6 +230,16 @@ def test_deleting_the_session_removes_its_files(owner_client, session_id, tenant
     assert not path.exists()
 
 
+def test_deleting_the_tenant_removes_its_files(owner_client, session_id, tenant, django_capture_on_commit_callbacks):
+    ref = upload_json(owner_client, session_id, "a.txt", b"bye", "text/plain").json()["ref"]
+    path = settings.ATTACHMENT_ROOT / str(tenant.pk) / str(Attachment.objects.get(ref=ref).pk)
+    assert path.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant.delete()
+    assert not path.exists()
+    assert not path.parent.exists()
+
+
 def test_the_dashboard_session_uploads_with_a_csrf_token_and_not_without(tenant, session_id):
     user = UserFactory()
     MembershipFactory(tenant=tenant, user=user, role=Role.MEMBER)
