@@ -118,7 +118,7 @@ def describe(*, schedule_type: str, expression: str = "", timezone: str = "UTC",
             text = expression
         return f"{text} ({timezone})"
     if schedule_type == ScheduleType.ONCE:
-        return f"Once, at {at.astimezone(zone(timezone)).isoformat()}" if at else "Once"
+        return f"Once, at {at.astimezone(zone(timezone)):%Y-%m-%d %H:%M} ({timezone})" if at else "Once"
     if schedule_type == ScheduleType.INTERVAL and interval_seconds:
         return f"Every {_duration(interval_seconds)}"
     return ""

@@ -122,11 +122,15 @@ def cron_job_create(*, tenant, fields: dict[str, Any], created_by=None, origin: 
     return job
 
 
+SCHEDULE_FIELDS = ("schedule_type", "expression", "timezone", "at", "interval_seconds")
+
+
 def cron_job_update(*, tenant, job: CronJob, changes: dict[str, Any]) -> CronJob:
     now = timezone.now()
-    schedule_changed = "schedule_type" in changes
+    # Any one schedule field changes the schedule (the API sends them all; other callers need not).
+    schedule_changed = any(key in changes for key in SCHEDULE_FIELDS)
     if schedule_changed:
-        _check_schedule(tenant, changes, now=now)
+        _check_schedule(tenant, {**{key: getattr(job, key) for key in SCHEDULE_FIELDS}, **changes}, now=now)
     with transaction.atomic():
         job = CronJob.objects.select_for_update().get(pk=job.pk, tenant=tenant)
         for key, value in changes.items():

@@ -200,3 +200,14 @@ def test_a_fixed_session_must_be_the_agents(tenant, agent, chat):
                 "session": chat.session_id,
             },
         )
+
+
+def test_changing_only_a_once_jobs_time_moves_its_next_run_and_its_beat_entry(tenant):
+    at = timezone.now() + dt.timedelta(hours=1)
+    job = _job(tenant, scheduleType="once", atTimestamp=int(at.timestamp() * 1000), eventTopic="t")
+    later = (at + dt.timedelta(hours=2)).replace(microsecond=0)
+    job = services.cron_job_update(tenant=tenant, job=job, changes={"at": later})  # no schedule_type
+    assert job.next_run_at == later
+    assert PeriodicTask.objects.get(name=job.periodic_task_name).clocked.clocked_time == later
+    with pytest.raises(services.JobInputError, match="in the past"):
+        services.cron_job_update(tenant=tenant, job=job, changes={"at": timezone.now() - dt.timedelta(minutes=1)})

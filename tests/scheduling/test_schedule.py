@@ -114,3 +114,10 @@ def test_beats_reading_of_the_skipped_0230_still_makes_one_run_of_the_days_slot(
     slot = slot_for_fire(job, fired_at=beat_fire, tolerance=1.0).scheduled_for
     assert slot == dt.datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
     assert slot_for_fire(job, fired_at=beat_fire + dt.timedelta(minutes=15), tolerance=1.0).scheduled_for == slot
+
+
+def test_a_once_jobs_description_reads_as_a_local_time():
+    from apps.scheduling.schedule import describe
+
+    at = dt.datetime(2026, 12, 4, 8, 0, tzinfo=dt.UTC)
+    assert describe(schedule_type="once", timezone="Europe/Paris", at=at) == "Once, at 2026-12-04 09:00 (Europe/Paris)"
